@@ -1,0 +1,49 @@
+"""The ``basgg`` command: a thin dispatcher to the modules in :mod:`basgg.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module under basgg.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "the main job on the embedded default dataset (SynthVG)"),
+    "data": ("data", "generate SynthVG or summarise a VG150-format dataset"),
+    "eval": ("evaluate", "score a predictions file against a dataset"),
+    "train": ("train", "train a relation model (resumes from OUTPUT_DIR when it can)"),
+    "test": ("test", "predict the test split with a trained model and score it"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="basgg", description="Scene graph generation with BA-SGG balance adjustment."
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"basgg.commands.{module_name}")
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``basgg`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"basgg {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _version() -> str:
+    from basgg import __version__
+
+    return f"basgg {__version__}"

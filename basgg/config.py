@@ -1,0 +1,357 @@
+"""Typed configuration: nested dataclasses, YAML files and trailing ``KEY VALUE`` overrides.
+
+Keys keep the spelling Scene-Graph-Benchmark.pytorch users know, so a command line such as::
+
+    basgg train --config configs/motifs.yaml MODEL.PRETRAINED_MODEL_CKPT '' \\
+        MODEL.ROI_RELATION_HEAD.WITH_CLEAN_CLASSIFIER False
+
+works verbatim. Keys are matched case-insensitively (``model.roi_relation_head.predictor``
+works too); Python code reads the canonical upper-case attributes
+(``config.MODEL.ROI_RELATION_HEAD.PREDICTOR``). An unknown key or a value of the
+wrong type is a :class:`ConfigError` naming the key, its source and the closest valid key.
+Only builders and commands read a ``Config``; modules take plain keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from basgg.structures import Mode
+
+PREDICTORS = ("MotifPredictor", "VCTreePredictor", "TransformerPredictor", "FrequencyPredictor")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that cannot be used."""
+
+
+@dataclass
+class DatasetsConfig:
+    """Where the VG150-format dataset lives and how its splits are built."""
+
+    DATA_DIR: str = "datasets/synthvg"
+    ROIDB_FILE: str = "VG-SGG-with-attri.h5"
+    DICT_FILE: str = "VG-SGG-dicts-with-attri.json"
+    IMAGE_FILE: str = "image_data.json"
+    IMAGE_DIR: str = "VG_100K"
+    VAL_SIZE: int = 5000
+    NUM_IMAGES: int = -1
+    FILTER_EMPTY_RELS: bool = True
+    FILTER_DUPLICATE_RELS: bool = True
+    FILTER_NON_OVERLAP: bool = True
+    ZERO_SHOT_FILE: str = ""
+
+
+@dataclass
+class TransformerConfig:
+    """The Transformer head's sizes (``MODEL.ROI_RELATION_HEAD.TRANSFORMER``)."""
+
+    DROPOUT_RATE: float = 0.1
+    OBJ_LAYER: int = 4
+    REL_LAYER: int = 2
+    NUM_HEAD: int = 8
+    KEY_DIM: int = 64
+    VAL_DIM: int = 64
+    INNER_DIM: int = 2048
+
+
+@dataclass
+class RelationHeadConfig:
+    """The relation head (``MODEL.ROI_RELATION_HEAD``)."""
+
+    PREDICTOR: Literal[PREDICTORS] = "MotifPredictor"  # type: ignore[valid-type]
+    USE_GT_BOX: bool = True
+    USE_GT_OBJECT_LABEL: bool = True
+    WITH_CLEAN_CLASSIFIER: bool = False
+    WITH_TRANSFER_CLASSIFIER: bool = False
+    BATCH_SIZE_PER_IMAGE: int = 1024  # training pairs per image
+    POSITIVE_FRACTION: float = 0.25  # at most 256 foreground pairs of the 1024
+    CONTEXT_HIDDEN_DIM: int = 512  # object/edge context size (paper: VCTree 1024)
+    CONTEXT_POOLING_DIM: int = 512  # pair feature size (union features are projected to it)
+    CONTEXT_OBJ_LAYER: int = 1  # Motifs/VCTree object-context layers
+    CONTEXT_REL_LAYER: int = 1  # Motifs/VCTree edge-context layers
+    CONTEXT_DROPOUT_RATE: float = 0.2  # Motifs/VCTree LSTM dropout
+    EMBED_DIM: int = 50  # class word-vector size (GloVe 6B package: 50; SGB used 200)
+    FREQUENCY_BIAS_DROPOUT: float = 0.3  # BA-SGG stage-1 dropout on the frequency-bias logits
+    TRANSFORMER: TransformerConfig = field(default_factory=TransformerConfig)
+
+
+@dataclass
+class BackboneConfig:
+    """The frozen image backbone (``MODEL.BACKBONE``)."""
+
+    NAME: str = "efficientnet_lite0"
+    WEIGHTS: str = ""  # a state-dict file; "" = the installed package's, "random" = untrained
+    STRIDE: int = 16  # output stride the backbone is cut at
+    IMAGE_SIZE: int = 512  # longer image side fed to the backbone (0 = native size)
+    OBJECT_POOL: int = 2  # RoIAlign output side for object boxes
+    UNION_POOL: int = 2  # RoIAlign output side for union boxes
+    RECT_SIZE: int = 8  # side of the subject/object box masks appended to union features
+    BATCH_SIZE: int = 8  # images per backbone call when features are extracted
+
+
+@dataclass
+class ModelConfig:
+    """The model (``MODEL``)."""
+
+    DEVICE: str = "cpu"
+    PRETRAINED_MODEL_CKPT: str = ""
+    BACKBONE: BackboneConfig = field(default_factory=BackboneConfig)
+    ROI_RELATION_HEAD: RelationHeadConfig = field(default_factory=RelationHeadConfig)
+
+
+@dataclass
+class ScheduleConfig:
+    """The learning-rate schedule after warm-up (``SOLVER.SCHEDULE``)."""
+
+    TYPE: Literal["WarmupMultiStepLR", "WarmupReduceLROnPlateau"] = "WarmupReduceLROnPlateau"
+    PATIENCE: int = 2  # validations without improvement before the rate is cut
+    THRESHOLD: float = 1e-4  # relative improvement that counts
+    COOLDOWN: int = 0  # validations ignored after a cut
+    FACTOR: float = 0.1  # multiplier of each cut
+    MAX_DECAY_STEP: int = 3  # training stops after this many cuts
+    METRIC: str = "R@100"  # validation metric watched for a plateau (SGB: R@100)
+
+
+@dataclass
+class SolverConfig:
+    """Optimisation (``SOLVER``)."""
+
+    IMS_PER_BATCH: int = 12  # images per iteration, over all processes
+    BASE_LR: float = 0.01
+    MAX_ITER: int = 50000
+    MOMENTUM: float = 0.9
+    WEIGHT_DECAY: float = 1e-4
+    WARMUP_ITERS: int = 500
+    WARMUP_FACTOR: float = 0.1  # the rate starts at WARMUP_FACTOR * BASE_LR, rises linearly
+    STEPS: list[int] = field(default_factory=lambda: [10000, 16000])  # WarmupMultiStepLR
+    GAMMA: float = 0.1  # WarmupMultiStepLR multiplier at each step
+    GRAD_NORM_CLIP: float = 5.0  # 0 turns clipping off
+    CHECKPOINT_PERIOD: int = 2000  # iterations between model_last.pth saves
+    VAL_PERIOD: int = 2000  # iterations between validations (0: never)
+    BEST_METRIC: str = "mR@50"  # validation metric that selects model_best.pth
+    AMP: bool = True  # mixed precision (float16 autocast), used on CUDA only
+    LOG_PERIOD: int = 20  # iterations between train_log.csv rows
+    SCHEDULE: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+@dataclass
+class EvaluationConfig:
+    """Evaluation (``TEST``)."""
+
+    IMS_PER_BATCH: int = 8
+    TOP_KS: list[int] = field(default_factory=lambda: [20, 50, 100])
+    MAX_VAL_IMAGES: int = -1  # validate on the first images of val only (-1: all)
+
+
+@dataclass
+class Config:
+    """The whole configuration. ``Config()`` holds every default."""
+
+    OUTPUT_DIR: str = "outputs/run"
+    SEED: int = 0
+    GLOVE_PATH: str = ""  # word vectors; "" = the installed GloVe package, "random" = none
+    FEATURE_CACHE_DIR: str = ""  # frozen-backbone feature cache; "" = OUTPUT_DIR/feature_cache
+    DATASETS: DatasetsConfig = field(default_factory=DatasetsConfig)
+    MODEL: ModelConfig = field(default_factory=ModelConfig)
+    SOLVER: SolverConfig = field(default_factory=SolverConfig)
+    TEST: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    @property
+    def mode(self) -> Mode:
+        """The task, from ``USE_GT_BOX`` and ``USE_GT_OBJECT_LABEL``."""
+        head = self.MODEL.ROI_RELATION_HEAD
+        return Mode.from_flags(
+            use_gt_box=head.USE_GT_BOX, use_gt_object_label=head.USE_GT_OBJECT_LABEL
+        )
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Sequence[str] = (), base: Config | None = None
+) -> Config:
+    """Defaults, then the YAML file at ``path``, then ``KEY VALUE`` ``overrides`` in order."""
+    config = base if base is not None else Config()
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from error
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from error
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys")
+        for key, value in _flatten(data):
+            set_value(config, key, value, source=str(path), from_text=False)
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
+    """Apply ``["KEY", "VALUE", "KEY", "VALUE", ...]`` as typed on the command line."""
+    if len(overrides) % 2:
+        raise ConfigError(
+            f"config overrides come in KEY VALUE pairs; {overrides[-1]!r} has no value"
+        )
+    for key, value in zip(overrides[::2], overrides[1::2], strict=True):
+        set_value(config, key, value, source="command line", from_text=True)
+    return config
+
+
+def set_value(config: Config, key: str, value: Any, *, source: str, from_text: bool) -> None:
+    """Set the dotted ``key`` to ``value``, converting and checking its type."""
+    node: Any = config
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        name = _field_name(node, part)
+        if name is None:
+            raise ConfigError(f"unknown config key {key!r} ({source}){_suggestion(key)}")
+        if depth == len(parts) - 1:
+            if dataclasses.is_dataclass(getattr(node, name)):
+                raise ConfigError(f"config key {key!r} ({source}) is a section, not a value")
+            hint = typing.get_type_hints(type(node))[name]
+            setattr(node, name, _convert(value, hint, key, source, from_text))
+            return
+        node = getattr(node, name)
+        if not dataclasses.is_dataclass(node):
+            raise ConfigError(f"unknown config key {key!r} ({source}){_suggestion(key)}")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A plain nested dict with the canonical (upper-case) key spelling."""
+    return {
+        f.name: config_to_dict(value) if dataclasses.is_dataclass(value) else value
+        for f in dataclasses.fields(config)
+        for value in [getattr(config, f.name)]
+    }
+
+
+def save_config(config: Config, path: str | Path) -> Path:
+    """Write the resolved configuration as YAML (loadable with :func:`load_config`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return path
+
+
+def all_keys(config: Any = None, prefix: str = "") -> list[str]:
+    """Every valid dotted key."""
+    config = Config() if config is None else config
+    keys = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            keys.extend(all_keys(value, f"{prefix}{f.name}."))
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _flatten(data: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    items = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            items.extend(_flatten(value, f"{prefix}{key}."))
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def _field_name(node: Any, part: str) -> str | None:
+    if not dataclasses.is_dataclass(node):
+        return None
+    by_lower = {f.name.lower(): f.name for f in dataclasses.fields(node)}
+    return by_lower.get(part.lower())
+
+
+def _suggestion(key: str) -> str:
+    keys = all_keys()
+    by_upper = {k.upper(): k for k in keys}
+    close = difflib.get_close_matches(key.upper(), list(by_upper), n=1, cutoff=0.5)
+    if not close:
+        tail = key.upper().rsplit(".", 1)[-1]
+        close = [k for k in by_upper if k.endswith("." + tail) or k == tail][:1]
+    return f"; did you mean {by_upper[close[0]]!r}?" if close else ""
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _convert(value: Any, hint: Any, key: str, source: str, from_text: bool) -> Any:
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"config key {key!r} ({source}) expects {expected}, got {value!r}")
+
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        text = _unquote(str(value)) if from_text else value
+        if text not in choices:
+            raise fail("one of " + ", ".join(map(repr, choices)))
+        return text
+    if origin in (list, tuple):
+        item_type = typing.get_args(hint)[0]
+        items = value
+        if isinstance(value, str):
+            items = yaml.safe_load(value if value.strip().startswith("[") else f"[{value}]")
+        if not isinstance(items, (list, tuple)):
+            raise fail(f"a list of {item_type.__name__}")
+        converted = [_convert(item, item_type, key, source, False) for item in items]
+        return tuple(converted) if origin is tuple else converted
+    if hint not in _SCALARS:
+        raise ConfigError(f"config key {key!r}: unsupported type {hint!r}")
+    expected, converter = _SCALARS[hint]
+    try:
+        return converter(value, from_text)
+    except (TypeError, ValueError):
+        raise fail(expected) from None
+
+
+def _to_bool(value: Any, from_text: bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(value)
+
+
+def _to_int(value: Any, from_text: bool) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(value)
+    return int(value.strip()) if isinstance(value, str) else value
+
+
+def _to_float(value: Any, from_text: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(value)
+    return float(value.strip()) if isinstance(value, str) else float(value)
+
+
+def _to_str(value: Any, from_text: bool) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return _unquote(value) if from_text else value
+
+
+_SCALARS: dict[type, tuple[str, Any]] = {
+    bool: ("True or False", _to_bool),
+    int: ("an integer", _to_int),
+    float: ("a number", _to_float),
+    str: ("a string", _to_str),
+}
+
+
+def _unquote(text: str) -> str:
+    """``"'path'"`` -> ``path``: a value quoted inside the shell's own quoting."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text

@@ -1,0 +1,133 @@
+"""Relation models. :func:`build_model` is the only code on the model side that reads a config.
+
+Everything a model needs from files (backbone weights, word vectors, frequency statistics)
+comes in as tensors; modules take plain keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from torch import Tensor
+
+from basgg.models.backbone import build_backbone
+from basgg.models.features import FrozenFeatureExtractor
+from basgg.models.relation_head import HEADS, RelationHead
+from basgg.models.sgg_model import Ranker, SceneGraphModel
+from basgg.structures import Mode
+
+__all__ = ["HEADS", "SceneGraphModel", "build_feature_extractor", "build_model"]
+
+
+class Names(Protocol):
+    """A vocabulary: object and predicate names, ``__background__`` at index 0 of both."""
+
+    objects: Sequence[str]
+    predicates: Sequence[str]
+
+
+def build_feature_extractor(
+    config: Any, *, backbone_weights: dict[str, Tensor] | None
+) -> FrozenFeatureExtractor:
+    """The frozen extractor of ``config.MODEL.BACKBONE`` (``backbone_weights`` None: random)."""
+    settings = config.MODEL.BACKBONE
+    backbone = build_backbone(settings.NAME, weights=backbone_weights, stride=settings.STRIDE)
+    return FrozenFeatureExtractor(
+        backbone=backbone,
+        object_pool=settings.OBJECT_POOL,
+        union_pool=settings.UNION_POOL,
+        rect_size=settings.RECT_SIZE,
+        longer_side=settings.IMAGE_SIZE or None,
+        batch_size=settings.BATCH_SIZE,
+    )
+
+
+def build_relation_head(
+    config: Any,
+    *,
+    mode: Mode,
+    num_objects: int,
+    num_predicates: int,
+    object_dim: int,
+    union_dim: int,
+    frequency_bias_init: Tensor,
+    object_word_vectors: Tensor,
+) -> RelationHead:
+    """The head named by ``MODEL.ROI_RELATION_HEAD.PREDICTOR`` with its config sizes."""
+    head = config.MODEL.ROI_RELATION_HEAD
+    name = head.PREDICTOR
+    if name not in HEADS:
+        raise ValueError(f"MODEL.ROI_RELATION_HEAD.PREDICTOR: unknown head {name!r}")
+    common = {
+        "mode": mode,
+        "num_objects": num_objects,
+        "num_predicates": num_predicates,
+        "object_dim": object_dim,
+        "union_dim": union_dim,
+        "object_word_vectors": object_word_vectors,
+        "frequency_bias_init": frequency_bias_init,
+        "hidden_dim": head.CONTEXT_HIDDEN_DIM,
+        "pooling_dim": head.CONTEXT_POOLING_DIM,
+        "frequency_bias_dropout": head.FREQUENCY_BIAS_DROPOUT,
+    }
+    if name in ("MotifPredictor", "VCTreePredictor"):
+        common.update(
+            context_dropout=head.CONTEXT_DROPOUT_RATE,
+            object_layers=head.CONTEXT_OBJ_LAYER,
+            edge_layers=head.CONTEXT_REL_LAYER,
+        )
+    elif name == "TransformerPredictor":
+        transformer = head.TRANSFORMER
+        common.update(
+            context_dropout=transformer.DROPOUT_RATE,
+            object_layers=transformer.OBJ_LAYER,
+            edge_layers=transformer.REL_LAYER,
+            num_heads=transformer.NUM_HEAD,
+            key_dim=transformer.KEY_DIM,
+            value_dim=transformer.VAL_DIM,
+            inner_dim=transformer.INNER_DIM,
+        )
+    return HEADS[name](**common)
+
+
+def build_model(
+    config: Any,
+    *,
+    vocabulary: Names,
+    frequency_bias_init: Tensor,
+    object_word_vectors: Tensor,
+    backbone_weights: dict[str, Tensor] | None = None,
+    rank_relations: Ranker | None = None,
+) -> SceneGraphModel:
+    """Build the scene-graph model a :class:`basgg.config.Config` describes.
+
+    Args:
+        config: the resolved configuration (``MODEL.*`` is read).
+        vocabulary: object and predicate names (class counts C and P + 1).
+        frequency_bias_init: (C * C, P + 1) from :func:`basgg.data.statistics.frequency_bias_init`.
+        object_word_vectors: (C, EMBED_DIM) class word vectors.
+        backbone_weights: the backbone's state dict (None: random weights).
+        rank_relations: the evaluator's ranking, :func:`basgg.evaluation.rank_relations`.
+    """
+    mode = config.mode
+    extractor = build_feature_extractor(config, backbone_weights=backbone_weights)
+    head = build_relation_head(
+        config,
+        mode=mode,
+        num_objects=len(vocabulary.objects),
+        num_predicates=len(vocabulary.predicates),
+        object_dim=extractor.object_dim,
+        union_dim=extractor.union_dim,
+        frequency_bias_init=frequency_bias_init,
+        object_word_vectors=object_word_vectors,
+    )
+    relation_config = config.MODEL.ROI_RELATION_HEAD
+    return SceneGraphModel(
+        mode=mode,
+        relation_head=head,
+        feature_extractor=extractor,
+        rank_relations=rank_relations,
+        pairs_per_image=relation_config.BATCH_SIZE_PER_IMAGE,
+        positive_fraction=relation_config.POSITIVE_FRACTION,
+    )

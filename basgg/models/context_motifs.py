@@ -1,0 +1,383 @@
+"""Neural Motifs object and edge context (Zellers et al., CVPR 2018), as in Scene-Graph-Benchmark.
+
+Objects of each image are put in a sequence (by default Scene-Graph-Benchmark's "leftright"
+order: descending box centre x). A bidirectional LSTM over ``[visual, label embedding,
+position embedding]`` gives the object context; in SGCls/SGDet a highway LSTM decoder
+classifies the objects in sequence order, feeding each decision to the next step. A second
+bidirectional LSTM over ``[label embedding, visual, object context]`` gives the edge context.
+
+The helpers shared by the three context encoders (:class:`ObjectContext`, one-hot logits,
+the initial label embedding, box geometry per batch, per-class label NMS) live here too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.nn.utils import rnn as rnn_utils
+
+from basgg.boxes import box_iou_plus_one
+from basgg.models.features import box_geometry
+from basgg.structures import Mode
+
+if TYPE_CHECKING:
+    from basgg.models.relation_head import RelationBatch
+
+ONEHOT_FILL = 1000.0
+ORDERINGS = ("leftright", "size", "confidence", "random")
+
+
+class ObjectContext(NamedTuple):
+    """What a context encoder hands to the predicate classifier.
+
+    Attributes:
+        object_logits: (N, C) object class logits (one-hot +-1000 in predcls).
+        object_labels: (N,) classes used for the triplets and the frequency bias.
+        edge_context: (N, hidden) per-object context for the relation representation
+            (``None`` for the frequency baseline).
+        auxiliary: extra tensors (VCTree: flattened pair scores for its tree loss).
+    """
+
+    object_logits: Tensor
+    object_labels: Tensor
+    edge_context: Tensor | None
+    auxiliary: dict[str, Tensor]
+
+
+def onehot_logits(labels: Tensor, num_classes: int, fill: float = ONEHOT_FILL) -> Tensor:
+    """(N,) labels -> (N, C) logits that are ``fill`` at the label and ``-fill`` elsewhere."""
+    logits = torch.full((labels.shape[0], num_classes), -fill, device=labels.device)
+    return logits.scatter(1, labels.long().view(-1, 1), fill)
+
+
+def foreground_argmax(logits: Tensor) -> Tensor:
+    """(N, C) logits -> (N,) best class among 1..C-1 (background never chosen)."""
+    return logits[:, 1:].argmax(dim=1) + 1
+
+
+def initial_label_embedding(
+    embedding: nn.Embedding, *, mode: Mode, object_labels: Tensor | None, prior: Tensor
+) -> Tensor:
+    """Label embedding fed to an object context, (N, D).
+
+    PredCls embeds the given labels. Otherwise it is the expectation of the embedding under
+    ``softmax(prior)``, the detector's class distribution (see :func:`prior_logits`).
+    """
+    if mode is Mode.PREDCLS:
+        return embedding(object_labels)
+    return F.softmax(prior, dim=1) @ embedding.weight
+
+
+def prior_logits(
+    *, num_objects: int, object_count: int, detector_logits: Tensor | None, device: torch.device
+) -> Tensor:
+    """Detached detector logits, or uniform (all-zero) logits when there are none. (N, C).
+
+    Scene-Graph-Benchmark's SGCls uses the box head's logits on the ground-truth boxes; with
+    cached features and no such logits, the prior is uniform.
+    """
+    if detector_logits is not None:
+        return detector_logits.detach()
+    return torch.zeros(object_count, num_objects, device=device)
+
+
+def batch_box_geometry(
+    boxes: Tensor, image_sizes: list[tuple[int, int]], object_counts: list[int]
+) -> Tensor:
+    """Scene-Graph-Benchmark's 9-d box encoding for every object of the batch. (N, 9)."""
+    parts = [
+        box_geometry(image_boxes, image_size)
+        for image_boxes, image_size in zip(boxes.split(object_counts), image_sizes, strict=True)
+    ]
+    return torch.cat(parts, dim=0).to(boxes.dtype) if parts else boxes.new_zeros(0, 9)
+
+
+def nms_object_labels(logits: Tensor, boxes: Tensor, threshold: float) -> Tensor:
+    """SGDet test-time labels: greedy per-class NMS over the class distribution of one image.
+
+    Repeatedly takes the most confident (box, class) left, gives the box that class,
+    removes that class from every box overlapping it with IoU (+1) >= ``threshold`` and
+    retires the box. Boxes are class-agnostic here (Scene-Graph-Benchmark uses its
+    per-class regressed boxes). (n, C) logits, (n, 4) boxes -> (n,) labels in 1..C-1.
+    """
+    count = logits.shape[0]
+    labels = torch.zeros(count, dtype=torch.long, device=logits.device)
+    if count == 0:
+        return labels
+    probabilities = F.softmax(logits.detach().float(), dim=1).cpu()  # (n, C)
+    probabilities[:, 0] = -1.0
+    overlaps = torch.from_numpy(box_iou_plus_one(boxes.detach().cpu(), boxes.detach().cpu()))
+    is_overlap = overlaps >= threshold  # (n, n)
+    num_classes = probabilities.shape[1]
+    for _ in range(count):
+        flat = int(probabilities.argmax())
+        box, label = divmod(flat, num_classes)
+        labels[box] = label
+        probabilities[is_overlap[box], label] = 0.0
+        probabilities[box] = -1.0
+    return labels
+
+
+def batch_nms_labels(
+    logits: Tensor, boxes: Tensor, object_counts: list[int], threshold: float
+) -> Tensor:
+    """:func:`nms_object_labels` image by image; (N, C), (N, 4) -> (N,)."""
+    per_image = zip(logits.split(object_counts), boxes.split(object_counts), strict=True)
+    labels = [
+        nms_object_labels(image_logits, image_boxes, threshold)
+        for image_logits, image_boxes in per_image
+    ]
+    return torch.cat(labels) if labels else logits.new_zeros(0, dtype=torch.long)
+
+
+def object_orders(
+    boxes: Tensor, object_counts: list[int], ordering: str, confidence: Tensor | None = None
+) -> list[Tensor]:
+    """Per image, the global indices of its objects in sequence order.
+
+    ``leftright``: descending box centre x (Scene-Graph-Benchmark's ``sort_rois``);
+    ``size``: descending area; ``confidence``: descending ``confidence`` (N,);
+    ``random``: a random permutation. Ties keep index order.
+    """
+    if ordering not in ORDERINGS:
+        raise ValueError(f"ordering: expected one of {ORDERINGS}, got {ordering!r}")
+    if ordering == "leftright":
+        keys = 0.5 * (boxes[:, 0] + boxes[:, 2])
+    elif ordering == "size":
+        keys = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    elif ordering == "confidence":
+        keys = confidence if confidence is not None else boxes.new_zeros(boxes.shape[0])
+    else:
+        keys = torch.rand(boxes.shape[0], device=boxes.device)
+    orders, start = [], 0
+    for count in object_counts:
+        local = torch.sort(keys[start : start + count].detach(), descending=True, stable=True)[1]
+        orders.append(local + start)
+        start += count
+    return orders
+
+
+def pad_in_order(features: Tensor, orders: list[Tensor]) -> Tensor:
+    """(N, D) features -> (B, T, D), image b's objects in ``orders[b]`` order, zero-padded."""
+    return rnn_utils.pad_sequence([features[order] for order in orders], batch_first=True)
+
+
+def unpad_to_original(padded: Tensor, orders: list[Tensor]) -> Tensor:
+    """Inverse of :func:`pad_in_order`: (B, T, D) -> (N, D) in the original object order."""
+    rows = torch.cat([padded[b, : len(order)] for b, order in enumerate(orders)], dim=0)
+    return torch.zeros_like(rows).index_copy(0, torch.cat(orders), rows)
+
+
+def run_bidirectional_lstm(lstm: nn.LSTM, features: Tensor, orders: list[Tensor]) -> Tensor:
+    """Run ``lstm`` over each image's sequence; (N, D) -> (N, 2 * hidden) in original order."""
+    kept = [order for order in orders if len(order) > 0]
+    packed = rnn_utils.pack_sequence([features[order] for order in kept], enforce_sorted=False)
+    output, _ = lstm(packed)
+    padded, _ = rnn_utils.pad_packed_sequence(output, batch_first=True)  # (B', T, 2h)
+    return unpad_to_original(padded, kept)
+
+
+class MotifsDecoder(nn.Module):
+    """Highway LSTM that classifies objects one after another (Scene-Graph-Benchmark's DecoderRNN).
+
+    Each step sees the object's features and the embedding of the previous decision
+    (a learned "start" row first). In training the previous decision is the given label
+    (teacher forcing; background labels are replaced by the prediction), at test the argmax.
+
+    Args:
+        input_dim: size of the per-object input.
+        hidden_dim: LSTM size.
+        label_vectors: (C, D) word vectors of the classes; a "start" row is prepended.
+        dropout: variational dropout on the step output (training only).
+    """
+
+    def __init__(
+        self, *, input_dim: int, hidden_dim: int, label_vectors: Tensor, dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        num_classes, embed_dim = label_vectors.shape
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+        self.label_embedding = nn.Embedding(num_classes + 1, embed_dim)
+        with torch.no_grad():
+            self.label_embedding.weight[1:].copy_(label_vectors)
+        self.input_linearity = nn.Linear(input_dim + embed_dim, 6 * hidden_dim)
+        self.state_linearity = nn.Linear(hidden_dim, 5 * hidden_dim)
+        nn.init.zeros_(self.input_linearity.bias)
+        nn.init.zeros_(self.state_linearity.bias)
+        self.classifier = nn.Linear(hidden_dim, num_classes)
+
+    def step(self, inputs: Tensor, state: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """One highway LSTM step: (B, in), (B, h), (B, h) -> new state and memory."""
+        projected_input = self.input_linearity(inputs).chunk(6, dim=1)
+        projected_state = self.state_linearity(state).chunk(5, dim=1)
+        input_gate = torch.sigmoid(projected_input[0] + projected_state[0])
+        forget_gate = torch.sigmoid(projected_input[1] + projected_state[1])
+        candidate = torch.tanh(projected_input[2] + projected_state[2])
+        output_gate = torch.sigmoid(projected_input[3] + projected_state[3])
+        memory = input_gate * candidate + forget_gate * memory
+        output = output_gate * torch.tanh(memory)
+        highway_gate = torch.sigmoid(projected_input[4] + projected_state[4])
+        output = highway_gate * output + (1 - highway_gate) * projected_input[5]
+        return output, memory
+
+    def forward(self, inputs: Tensor, teacher_labels: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Decode padded sequences.
+
+        Args:
+            inputs: (B, T, input_dim) per-image object sequences.
+            teacher_labels: (B, T) labels for teacher forcing in training, or ``None``.
+
+        Returns:
+            (B, T, C) class logits and (B, T) decisions.
+        """
+        batch, steps, _ = inputs.shape
+        state = inputs.new_zeros(batch, self.hidden_dim)
+        memory = inputs.new_zeros(batch, self.hidden_dim)
+        previous = self.label_embedding.weight[0].expand(batch, -1)
+        mask = None
+        if self.training and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            mask = torch.bernoulli(inputs.new_full((batch, self.hidden_dim), keep)) / keep
+        all_logits, all_labels = [], []
+        for t in range(steps):
+            state, memory = self.step(torch.cat([inputs[:, t], previous], dim=1), state, memory)
+            if mask is not None:
+                state = state * mask
+            logits = self.classifier(state)  # (B, C)
+            labels = foreground_argmax(logits.detach())
+            if self.training and teacher_labels is not None:
+                given = teacher_labels[:, t]
+                labels = torch.where(given > 0, given, labels)
+            all_logits.append(logits)
+            all_labels.append(labels)
+            previous = self.label_embedding(labels + 1)
+        return torch.stack(all_logits, dim=1), torch.stack(all_labels, dim=1)
+
+
+class MotifsContext(nn.Module):
+    """Motifs object context, object classification and edge context.
+
+    Args:
+        mode: the task; PredCls takes the given labels, SGCls/SGDet decode them.
+        num_objects: C, object classes including background.
+        object_dim: size of the cached per-object features.
+        object_word_vectors: (C, D) vectors initialising the label embeddings.
+        hidden_dim: context size (Scene-Graph-Benchmark: 512).
+        object_layers: LSTM layers of the object context.
+        edge_layers: LSTM layers of the edge context.
+        dropout: LSTM dropout (between layers, and in the decoder).
+        ordering: object sequence order, one of :data:`ORDERINGS`.
+        later_nms_threshold: SGDet test-time label NMS IoU threshold.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        num_objects: int,
+        object_dim: int,
+        object_word_vectors: Tensor,
+        hidden_dim: int = 256,
+        object_layers: int = 1,
+        edge_layers: int = 1,
+        dropout: float = 0.2,
+        ordering: str = "leftright",
+        later_nms_threshold: float = 0.3,
+    ) -> None:
+        super().__init__()
+        if ordering not in ORDERINGS:
+            raise ValueError(f"ordering: expected one of {ORDERINGS}, got {ordering!r}")
+        self.mode = Mode(mode)
+        self.num_objects = num_objects
+        self.ordering = ordering
+        self.later_nms_threshold = later_nms_threshold
+        embed_dim = object_word_vectors.shape[1]
+        self.object_embedding = nn.Embedding.from_pretrained(
+            object_word_vectors.float(), freeze=False
+        )
+        self.edge_embedding = nn.Embedding.from_pretrained(
+            object_word_vectors.float(), freeze=False
+        )
+        self.position_embedding = nn.Sequential(
+            nn.Linear(9, 32), nn.BatchNorm1d(32, momentum=0.001), nn.Linear(32, 128), nn.ReLU()
+        )
+        object_input_dim = object_dim + embed_dim + 128
+        self.object_rnn = nn.LSTM(
+            object_input_dim,
+            hidden_dim,
+            num_layers=object_layers,
+            dropout=dropout if object_layers > 1 else 0.0,
+            bidirectional=True,
+        )
+        self.object_projection = nn.Linear(2 * hidden_dim, hidden_dim)
+        self.decoder = MotifsDecoder(
+            input_dim=object_input_dim + hidden_dim,
+            hidden_dim=hidden_dim,
+            label_vectors=object_word_vectors.float(),
+            dropout=dropout,
+        )
+        self.edge_rnn = nn.LSTM(
+            embed_dim + hidden_dim + object_dim,
+            hidden_dim,
+            num_layers=edge_layers,
+            dropout=dropout if edge_layers > 1 else 0.0,
+            bidirectional=True,
+        )
+        self.edge_projection = nn.Linear(2 * hidden_dim, hidden_dim)
+
+    def forward(self, batch: RelationBatch) -> ObjectContext:
+        """Contexts of N objects (all images concatenated); see :class:`ObjectContext`."""
+        object_features, boxes, object_counts = (
+            batch.object_features,
+            batch.boxes,
+            batch.object_counts,
+        )
+        object_labels, detector_logits = batch.object_labels, batch.detector_logits
+        prior = prior_logits(
+            num_objects=self.num_objects,
+            object_count=object_features.shape[0],
+            detector_logits=detector_logits,
+            device=object_features.device,
+        )
+        label_embedding = initial_label_embedding(
+            self.object_embedding, mode=self.mode, object_labels=object_labels, prior=prior
+        )
+        position = self.position_embedding(
+            batch_box_geometry(boxes, batch.image_sizes, object_counts)
+        )
+        object_input = torch.cat([object_features, label_embedding, position], dim=1)  # (N, in)
+        confidence = F.softmax(prior, dim=1)[:, 1:].max(dim=1)[0]
+        orders = object_orders(boxes, object_counts, self.ordering, confidence)
+        object_context = self.object_projection(
+            run_bidirectional_lstm(self.object_rnn, object_input, orders)
+        )  # (N, h)
+        if self.mode is Mode.PREDCLS:
+            labels = object_labels
+            logits = onehot_logits(labels, self.num_objects)
+        else:
+            logits, labels = self.decode(
+                torch.cat([object_input, object_context], dim=1), orders, object_labels
+            )
+            if self.mode is Mode.SGDET and not self.training:
+                labels = batch_nms_labels(logits, boxes, object_counts, self.later_nms_threshold)
+        edge_input = torch.cat([self.edge_embedding(labels), object_features, object_context], 1)
+        edge_context = self.edge_projection(
+            run_bidirectional_lstm(self.edge_rnn, edge_input, orders)
+        )
+        return ObjectContext(logits, labels, edge_context, {})
+
+    def decode(
+        self, decoder_input: Tensor, orders: list[Tensor], object_labels: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Run the decoder in sequence order; (N, C) logits and (N,) labels, original order."""
+        teacher = None
+        if object_labels is not None:
+            teacher = pad_in_order(object_labels.view(-1, 1), orders).squeeze(2)  # (B, T)
+        logits, labels = self.decoder(pad_in_order(decoder_input, orders), teacher)
+        logits = unpad_to_original(logits, orders)
+        labels = unpad_to_original(labels.unsqueeze(2), orders).squeeze(1)
+        return logits, labels

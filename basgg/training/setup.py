@@ -1,0 +1,274 @@
+"""Everything ``basgg train`` and ``basgg test`` build from a config before the loop runs.
+
+Datasets, frequency statistics, word vectors, backbone weights, the model and the feature
+caches. Only code here, the commands and :func:`basgg.models.build_model` read the config.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from basgg.config import Config
+from basgg.data.statistics import frequency_bias_init, load_or_compute_statistics
+from basgg.data.vg150 import VG150Dataset
+from basgg.data.vg150_checks import load_image
+from basgg.data.vg150_format import VG150Files
+from basgg.data.vocabulary import Vocabulary
+from basgg.evaluation import SGEvaluator, load_zero_shot_file, zero_shot_triplets
+from basgg.models import SceneGraphModel
+from basgg.models.features import class_word_vectors
+from basgg.predicate_groups import predicate_groups
+from basgg.pretrained import AssetError, load_backbone_weights, load_glove
+from basgg.structures import Mode, SceneGraph
+from basgg.training.distributed import DistributedContext, barrier, mix_seed
+from basgg.training.feature_cache import (
+    SplitData,
+    cache_path,
+    extract_features,
+    read_feature_cache,
+    save_feature_cache,
+)
+
+RANDOM = "random"
+RANDOM_WORD_STD = 0.1
+
+
+def model_info(model: SceneGraphModel, vocabulary: Vocabulary) -> dict:
+    """What a checkpoint's weights must match (see :func:`check_model_fits`)."""
+    return {
+        **model.describe(),
+        "object_names": list(vocabulary.objects),
+        "predicate_names": list(vocabulary.predicates),
+    }
+
+
+PACKAGED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def resolve_config_path(path: str | None) -> Path | None:
+    """``path`` itself when it exists, else the packaged config of that name (e.g.
+    ``synthvg_predcls.yaml`` from ``basgg/configs``), else ``path`` (reading it reports it)."""
+    if path is None or Path(path).is_file():
+        return None if path is None else Path(path)
+    packaged = PACKAGED_CONFIGS / Path(path).name
+    return packaged if packaged.is_file() else Path(path)
+
+
+def check_stage(config: Config) -> None:
+    """Refuse what the commands cannot run yet: SGDet (no detector) and BA-SGG stage 2."""
+    if config.mode is Mode.SGDET:
+        raise ValueError(
+            "MODEL.ROI_RELATION_HEAD.USE_GT_BOX False (SGDet) needs a detector, which basgg "
+            "does not have yet; use PredCls or SGCls"
+        )
+    head = config.MODEL.ROI_RELATION_HEAD
+    if head.WITH_CLEAN_CLASSIFIER or head.WITH_TRANSFER_CLASSIFIER:
+        raise ValueError(
+            "MODEL.ROI_RELATION_HEAD.WITH_CLEAN_CLASSIFIER / WITH_TRANSFER_CLASSIFIER: BA-SGG "
+            "stage 2 (balanced predicate learning, semantic adjustment) is not available in "
+            "basgg train yet; train stage 1 with both False"
+        )
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seed torch, numpy and Python's ``random`` (each process differently)."""
+    torch.manual_seed(mix_seed(seed, rank, 2))
+    np.random.seed(mix_seed(seed, rank, 3) % 2**32)
+    random.seed(mix_seed(seed, rank, 4))
+
+
+def dataset_files(config: Config) -> VG150Files:
+    """The dataset paths of ``DATASETS``."""
+    datasets = config.DATASETS
+    return VG150Files(
+        root=Path(datasets.DATA_DIR),
+        roidb_file=datasets.ROIDB_FILE,
+        dict_file=datasets.DICT_FILE,
+        image_file=datasets.IMAGE_FILE,
+        image_dir=datasets.IMAGE_DIR,
+    )
+
+
+def build_dataset(config: Config, split: str) -> VG150Dataset:
+    """A split with the config's filters; images are read by the feature cache only."""
+    datasets = config.DATASETS
+    dataset = VG150Dataset(
+        dataset_files(config),
+        split=split,
+        val_size=datasets.VAL_SIZE,
+        num_images=datasets.NUM_IMAGES,
+        filter_empty_rels=datasets.FILTER_EMPTY_RELS,
+        filter_duplicate_rels=datasets.FILTER_DUPLICATE_RELS,
+        filter_non_overlap=datasets.FILTER_NON_OVERLAP and config.mode is Mode.SGDET,
+        load_images=True,  # drops images missing on disk, as every split must
+    )
+    dataset.load_images = False  # targets only; images come through load_split_image
+    return dataset
+
+
+def load_split_image(dataset: VG150Dataset, index: int) -> Tensor:
+    """uint8 (3, H, W) image of item ``index``."""
+    return load_image(
+        dataset.image_path(index),
+        row=int(dataset.h5_indices[index]),
+        image_id=dataset.image_ids[index],
+        json_size=dataset.image_size(index),
+        warn=True,
+    )
+
+
+def frequency_table(config: Config, context: DistributedContext) -> Tensor:
+    """(C * C, P + 1) frequency-bias initialisation from the train split (cached in
+    OUTPUT_DIR; the main process computes it first)."""
+    datasets = config.DATASETS
+
+    def compute() -> Tensor:
+        statistics = load_or_compute_statistics(
+            dataset_files(config),
+            Path(config.OUTPUT_DIR),
+            val_size=datasets.VAL_SIZE,
+            num_images=datasets.NUM_IMAGES,
+        )
+        return frequency_bias_init(statistics)
+
+    table = compute() if context.is_main else None
+    barrier(context)
+    return table if table is not None else compute()
+
+
+def word_vectors(config: Config, names: tuple[str, ...]) -> Tensor:
+    """(C, EMBED_DIM) class word vectors from ``GLOVE_PATH`` ("" = the GloVe package,
+    "random" = seeded random vectors)."""
+    dim = config.MODEL.ROI_RELATION_HEAD.EMBED_DIM
+    if config.GLOVE_PATH == RANDOM:
+        generator = torch.Generator().manual_seed(mix_seed(config.SEED, 5))
+        return torch.randn(len(names), dim, generator=generator) * RANDOM_WORD_STD
+    try:
+        vectors = load_glove(config.GLOVE_PATH or None, dim=dim)
+    except AssetError as error:
+        raise ValueError(f"GLOVE_PATH: {error} (or set GLOVE_PATH random)") from error
+    return class_word_vectors(names, vectors)
+
+
+def backbone_weights(config: Config) -> dict[str, Tensor] | None:
+    """The backbone state dict of ``MODEL.BACKBONE.WEIGHTS`` ("random": None)."""
+    backbone = config.MODEL.BACKBONE
+    if backbone.WEIGHTS == RANDOM:
+        return None
+    try:
+        return load_backbone_weights(backbone.NAME, backbone.WEIGHTS or None)
+    except AssetError as error:
+        raise ValueError(f"MODEL.BACKBONE.WEIGHTS: {error} (or set it to random)") from error
+
+
+def make_evaluator_factory(
+    config: Config,
+    vocabulary: Vocabulary,
+    *,
+    train_counts: np.ndarray | None,
+    zero_shot: np.ndarray | None = None,
+) -> Callable[[], SGEvaluator]:
+    """A function returning a fresh evaluator for the config's mode and K values, with
+    head/body/tail groups from the train split's predicate counts and optional zero-shot
+    triplets."""
+    groups = None
+    if train_counts is not None:
+        groups = predicate_groups(vocabulary.predicates, train_counts)
+
+    def make() -> SGEvaluator:
+        return SGEvaluator(
+            mode=config.mode,
+            num_predicates=vocabulary.num_predicates,
+            ks=config.TEST.TOP_KS,
+            zero_shot_triplets=zero_shot,
+            predicate_groups=groups,
+            predicate_names=vocabulary.predicates,
+        )
+
+    return make
+
+
+def split_zero_shot_triplets(
+    config: Config, train: VG150Dataset, ground_truths: list[SceneGraph]
+) -> tuple[np.ndarray, str]:
+    """``DATASETS.ZERO_SHOT_FILE``, or the split's triplets never seen in train (as
+    ``basgg eval`` does); returns the triplets and where they came from."""
+    if config.DATASETS.ZERO_SHOT_FILE:
+        return load_zero_shot_file(config.DATASETS.ZERO_SHOT_FILE), config.DATASETS.ZERO_SHOT_FILE
+    train_graphs = (train.ground_truth(i) for i in range(len(train)))
+    return zero_shot_triplets(train_graphs, ground_truths), "triplets absent from train"
+
+
+def feature_cache_dir(config: Config) -> Path:
+    """``FEATURE_CACHE_DIR``, or ``OUTPUT_DIR/feature_cache``."""
+    return Path(config.FEATURE_CACHE_DIR or Path(config.OUTPUT_DIR) / "feature_cache")
+
+
+def prepare_split(
+    config: Config,
+    model: SceneGraphModel,
+    dataset: VG150Dataset,
+    *,
+    context: DistributedContext,
+    progress: bool = True,
+) -> SplitData:
+    """The split's model inputs and cached features (extracted on a cache miss).
+
+    Train inputs are the training targets' boxes; val/test inputs are the evaluation ground
+    truths. The main process extracts and saves; the others then read the file.
+    """
+    split = dataset.split
+    inputs = [_input_graph(dataset, index) for index in range(len(dataset))]
+    paths = [dataset.image_path(index) for index in range(len(dataset))]
+    extractor = model.feature_extractor
+    path = cache_path(
+        feature_cache_dir(config),
+        split,
+        graphs=inputs,
+        image_paths=paths,
+        extractor=extractor,
+        backbone_name=config.MODEL.BACKBONE.NAME,
+    )
+    cache = None
+    if context.is_main:
+        cache = read_feature_cache(path, num_images=len(inputs)) if path.exists() else None
+        if cache is None:
+            if path.exists():
+                warnings.warn(f"{path}: unreadable feature cache, extracting again", stacklevel=2)
+            bar = tqdm(
+                total=len(inputs),
+                desc=f"features {split}",
+                disable=not (progress and context.is_main),
+                dynamic_ncols=True,
+            )
+            cache = extract_features(
+                extractor,
+                inputs,
+                lambda index: load_split_image(dataset, index),
+                batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
+                progress=bar.update,
+            )
+            bar.close()
+            save_feature_cache(cache, path)
+    barrier(context)
+    if cache is None:
+        cache = read_feature_cache(path, num_images=len(inputs))
+        if cache is None:
+            raise ValueError(f"{path}: feature cache written by the main process is unreadable")
+    return SplitData(name=split, dataset=dataset, inputs=inputs, features=cache)
+
+
+def _input_graph(dataset: VG150Dataset, index: int) -> SceneGraph:
+    if dataset.split != "train":
+        return dataset.ground_truth(index)
+    with torch.random.fork_rng(devices=[]):
+        _, target = dataset[index]
+    return target
