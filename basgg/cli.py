@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate", "score a predictions file against a dataset"),
     "train": ("train", "train a relation model (resumes from OUTPUT_DIR when it can)"),
     "test": ("test", "predict the test split with a trained model and score it"),
+    "confmat": ("confmat", "BA-SGG: the stage-1 predicate confusion matrix on train"),
 }
 
 

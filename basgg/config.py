@@ -81,6 +81,10 @@ class RelationHeadConfig:
     CONTEXT_DROPOUT_RATE: float = 0.2  # Motifs/VCTree LSTM dropout
     EMBED_DIM: int = 50  # class word-vector size (GloVe 6B package: 50; SGB used 200)
     FREQUENCY_BIAS_DROPOUT: float = 0.3  # BA-SGG stage-1 dropout on the frequency-bias logits
+    BPL_NUM_HEAD_PREDICATES: int = 15  # BA-SGG BPL: head predicates K (train-split ranking)
+    BPL_MAX_PER_PREDICATE: int = 2000  # BA-SGG BPL: cap N per head predicate; -1 = scaled
+    BPL_SCALE_FRACTION: float = 0.25  # with cap -1: N = fraction x median head-predicate count
+    CONFUSION_MATRIX_FILE: str = ""  # BA-SGG SA: stage-1 train confusion matrix (.npy)
     TRANSFORMER: TransformerConfig = field(default_factory=TransformerConfig)
 
 

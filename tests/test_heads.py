@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from basgg.models.context_motifs import nms_object_labels, object_orders
+from basgg.models.context_vctree import cooccurrence_from_frequency_bias
 from basgg.models.losses import TREE_PAIR_LOGITS, tree_score_loss
 from basgg.models.predicate_classifier import adjustment_matrix
 from basgg.models.relation_head import HEADS, RelationBatch, RelationHead
@@ -295,3 +296,53 @@ def test_motifs_seeded_loss_regression() -> None:
         losses = head.losses(head(batch), batch, relation_labels)
     assert round(losses["loss_relation"].item(), 4) == 3.9913
     assert round(losses["loss_object"].item(), 4) == 2.0618
+
+
+def test_cooccurrence_prior_is_the_related_share_in_either_direction() -> None:
+    background = torch.tensor([[1.0, 0.5], [0.8, 0.25]])  # share of (s, o) with no relation
+    frequency_bias = torch.zeros(4, 3)
+    frequency_bias[:, 0] = torch.log(background.view(-1) + 1e-3)
+    prior = cooccurrence_from_frequency_bias(frequency_bias, 2)
+    expected = torch.tensor([[0.0, 1.0 - 0.5 * 0.8], [1.0 - 0.8 * 0.5, 1.0 - 0.25**2]])
+    torch.testing.assert_close(prior, expected, atol=1e-5, rtol=0.0)
+
+
+def test_vctree_pair_probability_is_vision_score_times_prior() -> None:
+    prior = torch.full((NUM_OBJECTS, NUM_OBJECTS), 0.25)
+    head = make_head("VCTreePredictor", Mode.PREDCLS, cooccurrence_prior=prior)
+    batch, _ = make_batch([3], Mode.PREDCLS)
+    probability = torch.sigmoid(head(batch).auxiliary[TREE_PAIR_LOGITS])
+    assert bool((probability > 0).all()) and bool((probability < 0.25).all())
+    with pytest.raises(ValueError, match="cooccurrence_prior"):
+        make_head("VCTreePredictor", Mode.PREDCLS, cooccurrence_prior=prior * 5)
+
+
+def test_vctree_tree_loss_falls_below_ln2_with_a_frequency_prior() -> None:
+    """A VG-like frequency table (90% background) must not pin ``loss_tree`` at ln 2; the
+    whole head trains (all losses summed)."""
+    generator = torch.Generator().manual_seed(3)
+    counts = torch.rand(NUM_OBJECTS * NUM_OBJECTS, NUM_PREDICATES, generator=generator)
+    counts[:, 0] = 0.0
+    shares = 0.1 * counts / counts.sum(dim=1, keepdim=True)
+    shares[:, 0] = 0.9
+    head = make_head("VCTreePredictor", Mode.PREDCLS, frequency_bias_init=(shares + 1e-3).log())
+    batch, _ = make_batch([5, 4], Mode.PREDCLS, seed=2)
+    relation_labels = torch.zeros(sum(len(p) for p in batch.pairs), dtype=torch.long)
+    relation_labels[[0, 5, 9, 21, 25]] = torch.tensor([1, 2, 3, 4, 5])
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    tree_losses = []
+    for _ in range(15):
+        losses = head.losses(head(batch), batch, relation_labels)
+        tree_losses.append(losses["loss_tree"].item())
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+    # before the fix: 7.27 at first, then stuck at 0.6931 from the 10th step on
+    assert tree_losses[-1] < 0.8 * np.log(2.0)
+    assert tree_losses[-1] < tree_losses[0] - 0.1
+
+
+def test_transformer_context_dropout_reaches_every_dropout_layer() -> None:
+    head = make_head("TransformerPredictor", Mode.SGCLS, context_dropout=0.37)
+    rates = {m.p for m in head.context.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.37}

@@ -24,6 +24,7 @@ from basgg.training.checkpoint import (
     LAST_CHECKPOINT,
     CheckpointError,
     load_model_weights,
+    read_checkpoint,
 )
 from basgg.training.distributed import DistributedContext
 from basgg.training.inference import predict_split
@@ -36,6 +37,7 @@ from basgg.training.setup import (
     resolve_config_path,
     split_zero_shot_triplets,
 )
+from basgg.training.stages import prepare_for_checkpoint
 
 PREDICTIONS_FILE = "predictions.h5"
 
@@ -98,6 +100,7 @@ def evaluate_checkpoint(
         backbone_weights=None,
         rank_relations=rank_relations,
     )
+    prepare_for_checkpoint(model, read_checkpoint(path))  # BA-SGG stage 2: clean branch, A
     load_model_weights(path, model, model_info=model_info(model, vocabulary))
     model.to(device)
     data = prepare_split(config, model, dataset, context=context, progress=progress)

@@ -59,6 +59,12 @@ from basgg.training.setup import (
     seed_everything,
     word_vectors,
 )
+from basgg.training.stages import (
+    balanced_train_split,
+    check_stage_two_inputs,
+    is_stage_two,
+    setup_stage_two,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
 def train(config: Config, *, progress: bool = True) -> TrainingState:
     """Run (or resume) the training ``config`` describes; returns the final state."""
     check_stage(config)
+    check_stage_two_inputs(config)
     context = init_distributed(config.MODEL.DEVICE)
     try:
         return _train(config, context, progress=progress)
@@ -106,6 +113,7 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
         output_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, output_dir / "config.yaml")
     train_dataset = build_dataset(config, "train")
+    train_counts = train_dataset.relation_counts()  # before BPL: the predicate groups
     val_dataset = build_dataset(config, "val") if config.DATASETS.VAL_SIZE > 0 else None
     vocabulary = train_dataset.vocabulary
     model = build_model(
@@ -115,18 +123,25 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
         object_word_vectors=word_vectors(config, vocabulary.objects),
         backbone_weights=backbone_weights(config),
         rank_relations=rank_relations,
-    ).to(context.device)
+    )
+    parameters = list(model.parameters())
+    if is_stage_two(config):
+        parameters = setup_stage_two(config, model, model_info=model_info(model, vocabulary))
+    model.to(context.device)
     broadcast_model(model, context)
     if context.enabled:
         use_global_batch_norm(model.relation_head)
     seed_everything(config.SEED, context.rank)
     info = model_info(model, vocabulary)
     train_split = prepare_split(config, model, train_dataset, context=context, progress=progress)
+    train_split, selection = balanced_train_split(config, train_split)  # BA-SGG BPL
+    if selection is not None and context.is_main:
+        print(selection.describe() + f"; {len(train_split.inputs)} train images", flush=True)
     val_split = None
     if val_dataset is not None and len(val_dataset):
         val_split = prepare_split(config, model, val_dataset, context=context, progress=progress)
 
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    parameters = [p for p in parameters if p.requires_grad]
     optimizer = torch.optim.SGD(
         parameters, lr=solver.BASE_LR, momentum=solver.MOMENTUM, weight_decay=solver.WEIGHT_DECAY
     )
@@ -159,7 +174,7 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
         restore_rng_state(rng[context.rank] if len(rng) == context.world_size else rng[0])
         if context.is_main:
             print(f"resuming from {last} at iteration {state.iteration}")
-    elif config.MODEL.PRETRAINED_MODEL_CKPT:
+    elif config.MODEL.PRETRAINED_MODEL_CKPT and not is_stage_two(config):
         load_model_weights(config.MODEL.PRETRAINED_MODEL_CKPT, model, model_info=info)
 
     settings = TrainingSettings(
@@ -192,9 +207,7 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
             model,
             train_split,
             val=val_split,
-            make_evaluator=make_evaluator_factory(
-                config, vocabulary, train_counts=train_dataset.relation_counts()
-            ),
+            make_evaluator=make_evaluator_factory(config, vocabulary, train_counts=train_counts),
             optimizer=optimizer,
             schedule=schedule,
             scaler=scaler,

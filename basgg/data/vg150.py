@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from basgg.boxes import cxcywh_to_xyxy, decode_vg_boxes
+from basgg.data.balanced import BalancedSelection, balance_predicates
 from basgg.data.vg150_checks import (
     VG150Error,
     check_h5_arrays,
@@ -206,6 +207,38 @@ class VG150Dataset(Dataset):
         relation_rows = relation_rows[self._relation_kept[relation_rows]]
         predicates = arrays["predicates"][relation_rows, 0].astype(np.int64)
         return np.bincount(predicates, minlength=self.vocabulary.num_predicates)
+
+    def balance_predicates(
+        self, *, num_head: int, max_per_predicate: int, scale_fraction: float
+    ) -> BalancedSelection:
+        """BA-SGG Balanced Predicate Learning on this train split (``basgg.data.balanced``).
+
+        Caps each of the ``num_head`` most frequent predicates at ``max_per_predicate`` rows
+        (-1: scaled) in file order, then drops images left without relations; boxes stay.
+        """
+        if self.split != "train":
+            raise ValueError(f"balance_predicates: only the train split, not {self.split!r}")
+        arrays = self._arrays
+        owners, relation_rows = image_relation_rows(
+            arrays["img_to_first_rel"][self.h5_indices], arrays["img_to_last_rel"][self.h5_indices]
+        )
+        live = self._relation_kept[relation_rows]  # (M,)
+        owners, relation_rows = owners[live], relation_rows[live]
+        selection = balance_predicates(
+            arrays["predicates"][relation_rows, 0],
+            num_head=num_head,
+            max_per_predicate=max_per_predicate,
+            scale_fraction=scale_fraction,
+        )
+        self._relation_kept = self._relation_kept.copy()
+        self._relation_kept[relation_rows[~selection.kept]] = False
+        per_image = np.bincount(owners[selection.kept], minlength=len(self.h5_indices))
+        keep = per_image > 0  # (n,)
+        self.h5_indices = self.h5_indices[keep]
+        self.image_ids = [image_id for image_id, k in zip(self.image_ids, keep, strict=True) if k]
+        self._widths = self._widths[keep]
+        self._heights = self._heights[keep]
+        return selection
 
     def _load_image(self, index: int) -> Tensor:
         row = int(self.h5_indices[index])

@@ -177,7 +177,7 @@ class TransformerContext(nn.Module):
         key_dim: per-head query/key size (SGB: 64).
         value_dim: per-head value size (SGB: 64).
         inner_dim: feed-forward size (SGB: 2048).
-        dropout: dropout rate (SGB: 0.1).
+        dropout: dropout rate of the encoders and the box embedding (SGB: 0.1).
         later_nms_threshold: SGDet test-time label NMS IoU threshold.
     """
 
@@ -209,10 +209,10 @@ class TransformerContext(nn.Module):
         self.box_embedding = nn.Sequential(
             nn.Linear(9, 32),
             nn.ReLU(),
-            nn.Dropout(0.1),
+            nn.Dropout(dropout),
             nn.Linear(32, 128),
             nn.ReLU(),
-            nn.Dropout(0.1),
+            nn.Dropout(dropout),
         )
         self.object_input = nn.Linear(object_dim + embed_dim + 128, hidden_dim)
         self.edge_input = nn.Linear(embed_dim + hidden_dim + object_dim, hidden_dim)

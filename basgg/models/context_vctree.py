@@ -1,12 +1,19 @@
 """VCTree object and edge context (Tang et al., CVPR 2019), as in Scene-Graph-Benchmark.
 
 A small score network rates every ordered object pair of an image from detached visual,
-label, box and overlap features times a class co-occurrence prior; a greedy maximum
-spanning tree over the (sigmoid) scores, binarised left-child right-sibling, is the
-image's tree. Bidirectional tree LSTMs over it give the object context and, after a tree
-decoder classifies the objects (SGCls/SGDet), the edge context. The pair scores are
-trained by a binary "is there a relation" loss (:func:`basgg.models.losses.tree_score_loss`),
-which Scene-Graph-Benchmark uses in place of the paper's reinforcement learning.
+label, box and overlap features; its sigmoid times a class co-occurrence prior (the
+probability that two classes are related at all) is the pair's relatedness probability.
+A greedy maximum spanning tree over these probabilities, binarised left-child
+right-sibling, is the image's tree. Bidirectional tree LSTMs over it
+give the object context and, after a tree decoder classifies the objects (SGCls/SGDet), the
+edge context. The pair scores are trained by a binary "is there a relation" loss
+(:func:`basgg.models.losses.tree_score_loss`), which Scene-Graph-Benchmark uses in place of
+the paper's reinforcement learning.
+
+Departure from Scene-Graph-Benchmark: its prior is the sum over predicates of the
+log-frequencies (a large negative number), so its logits ``sigmoid(score) * prior`` can
+never be positive and the binary loss settles at ln 2 with ``sigmoid(score) -> 0``; here
+the prior is a probability and the logits are the log-odds of the product.
 """
 
 from __future__ import annotations
@@ -33,6 +40,27 @@ if TYPE_CHECKING:
     from basgg.models.relation_head import RelationBatch
 
 OVERLAP_SCALE = 1024.0
+FREQUENCY_EPSILON = 1e-3  # added to the shares before the log in ``frequency_bias_init``
+PRIOR_CLAMP = 1e-3  # co-occurrence probabilities are kept in [PRIOR_CLAMP, 1 - PRIOR_CLAMP]
+PROBABILITY_CLAMP = 1e-6  # relatedness probabilities below 1 - this before the logit
+
+
+def cooccurrence_from_frequency_bias(frequency_bias_init: Tensor, num_objects: int) -> Tensor:
+    """(C * C, P + 1) frequency-bias logits -> (C, C) probability that two classes are related.
+
+    Column 0 of row ``s * C + o`` is ``log(background share + 1e-3)`` of the ordered pair
+    (s, o), so ``1 - (exp(column 0) - 1e-3)`` is the share of its overlapping pairs that
+    carry any relation. The result is symmetric: the probability of a relation in either
+    direction, ``1 - background(s, o) * background(o, s)``.
+    """
+    if frequency_bias_init.shape[0] != num_objects * num_objects:
+        raise ValueError(
+            f"frequency_bias_init: expected {num_objects * num_objects} rows, "
+            f"got {frequency_bias_init.shape[0]}"
+        )
+    log_background = frequency_bias_init[:, 0].float().view(num_objects, num_objects)
+    background = (log_background.exp() - FREQUENCY_EPSILON).clamp(0.0, 1.0)  # (C, C)
+    return 1.0 - background * background.T
 
 
 def overlap_features(boxes: Tensor) -> Tensor:
@@ -71,12 +99,16 @@ class VCTreeContext(nn.Module):
         num_objects: C, object classes including background.
         object_dim: size of the cached per-object features.
         object_word_vectors: (C, D) vectors initialising the label embeddings.
-        frequency_bias_init: (C * C, P + 1) frequency-bias logits; their sum over
-            predicates, symmetrised, initialises the trainable co-occurrence prior.
+        frequency_bias_init: (C * C, P + 1) frequency-bias logits; unless
+            ``cooccurrence_prior`` is given, their background column gives the prior
+            (:func:`cooccurrence_from_frequency_bias`).
         hidden_dim: context size (even; Scene-Graph-Benchmark's VCTree config: 512).
         object_layers: tree LSTM layers of the object context.
         edge_layers: tree LSTM layers of the edge context.
         dropout: tree LSTM dropout (between layers, and in the decoder).
+        cooccurrence_prior: (C, C) probabilities in [0, 1] that two classes are related
+            (either direction); it initialises the trainable prior, kept a probability
+            through a sigmoid.
     """
 
     def __init__(
@@ -91,6 +123,7 @@ class VCTreeContext(nn.Module):
         object_layers: int = 1,
         edge_layers: int = 1,
         dropout: float = 0.2,
+        cooccurrence_prior: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.mode = Mode(mode)
@@ -108,8 +141,17 @@ class VCTreeContext(nn.Module):
         self.box_embedding = nn.Sequential(
             nn.Linear(9, 128), nn.BatchNorm1d(128, momentum=0.001), nn.ReLU()
         )
-        co_occurrence = frequency_bias_init.float().sum(dim=1).view(num_objects, num_objects)
-        self.pair_prior = nn.Parameter(co_occurrence + co_occurrence.T)  # (C, C)
+        if cooccurrence_prior is None:
+            cooccurrence_prior = cooccurrence_from_frequency_bias(frequency_bias_init, num_objects)
+        if cooccurrence_prior.shape != (num_objects, num_objects):
+            raise ValueError(
+                f"cooccurrence_prior: expected ({num_objects}, {num_objects}), "
+                f"got {tuple(cooccurrence_prior.shape)}"
+            )
+        if not bool(((cooccurrence_prior >= 0) & (cooccurrence_prior <= 1)).all()):
+            raise ValueError("cooccurrence_prior: values must be probabilities in [0, 1]")
+        prior = cooccurrence_prior.float().clamp(PRIOR_CLAMP, 1.0 - PRIOR_CLAMP)
+        self.pair_prior_logits = nn.Parameter(torch.logit(prior))  # (C, C)
         self.object_reduce = xavier_linear(object_dim, 128)
         self.embedding_reduce = xavier_linear(embed_dim, 128)
         self.score_pre = xavier_linear(4 * 128, hidden_dim)
@@ -146,7 +188,12 @@ class VCTreeContext(nn.Module):
         object_counts: list[int],
     ) -> list[Tensor]:
         """Per image, the (n_i, n_i) pair logits; row i scores object i's ``score_object``
-        features against column j's ``score_subject`` features."""
+        features against column j's ``score_subject`` features.
+
+        The relatedness probability is ``sigmoid(vision score) * co-occurrence prior``
+        (the prior averaged over both objects' class distributions); the logits are its
+        log-odds, so the binary loss and the tree see that probability.
+        """
         overlaps = torch.cat([overlap_features(b) for b in boxes.split(object_counts)], dim=0)
         features = torch.cat(
             [
@@ -161,10 +208,12 @@ class VCTreeContext(nn.Module):
         subjects = F.relu(self.score_subject(features)).split(object_counts)
         objects = F.relu(self.score_object(features)).split(object_counts)
         distributions = F.softmax(prior, dim=1).split(object_counts)
+        prior_probability = torch.sigmoid(self.pair_prior_logits)  # (C, C)
         logits = []
         for subject, object_, distribution in zip(subjects, objects, distributions, strict=True):
             count = subject.shape[0]
-            co_prior = distribution @ self.pair_prior @ distribution.T  # (n, n)
+            co_prior = distribution @ prior_probability @ distribution.T  # (n, n)
+            co_prior = co_prior.clamp(PROBABILITY_CLAMP, 1.0 - PROBABILITY_CLAMP)
             grid = torch.cat(
                 [
                     object_[:, None, :] * subject[None, :, :],
@@ -174,8 +223,9 @@ class VCTreeContext(nn.Module):
                 ],
                 dim=2,
             )  # (n, n, 3h + 1)
-            vision = self.vision_prior(grid).squeeze(2)
-            logits.append(torch.sigmoid(vision) * co_prior)
+            vision = self.vision_prior(grid).squeeze(2)  # (n, n)
+            log_related = F.logsigmoid(vision) + co_prior.log()  # log P(related)
+            logits.append(log_related - torch.log1p(-log_related.exp()))
         return logits
 
     def forward(self, batch: RelationBatch) -> ObjectContext:

@@ -279,7 +279,9 @@ class VCTreePredictor(RelationHead):
     """VCTree (tree LSTM contexts); Scene-Graph-Benchmark's ``VCTreePredictor``.
 
     Args: as :class:`MotifPredictor` (``hidden_dim`` must be even), without ``ordering``
-    and ``later_nms_threshold`` (SGB's VCTree does no test-time label NMS).
+    and ``later_nms_threshold`` (SGB's VCTree does no test-time label NMS), plus
+    ``cooccurrence_prior``: (C, C) probabilities that two classes are related, the tree
+    scores' prior (default: from the background column of ``frequency_bias_init``).
     """
 
     def __init__(
@@ -298,6 +300,7 @@ class VCTreePredictor(RelationHead):
         context_dropout: float = 0.2,
         object_layers: int = 1,
         edge_layers: int = 1,
+        cooccurrence_prior: Tensor | None = None,
     ) -> None:
         context = VCTreeContext(
             mode=mode,
@@ -309,6 +312,7 @@ class VCTreePredictor(RelationHead):
             object_layers=object_layers,
             edge_layers=edge_layers,
             dropout=context_dropout,
+            cooccurrence_prior=cooccurrence_prior,
         )
         super().__init__(
             mode=mode,

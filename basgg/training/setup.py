@@ -63,18 +63,11 @@ def resolve_config_path(path: str | None) -> Path | None:
 
 
 def check_stage(config: Config) -> None:
-    """Refuse what the commands cannot run yet: SGDet (no detector) and BA-SGG stage 2."""
+    """Refuse what the commands cannot run: SGDet (no detector yet)."""
     if config.mode is Mode.SGDET:
         raise ValueError(
             "MODEL.ROI_RELATION_HEAD.USE_GT_BOX False (SGDet) needs a detector, which basgg "
             "does not have yet; use PredCls or SGCls"
-        )
-    head = config.MODEL.ROI_RELATION_HEAD
-    if head.WITH_CLEAN_CLASSIFIER or head.WITH_TRANSFER_CLASSIFIER:
-        raise ValueError(
-            "MODEL.ROI_RELATION_HEAD.WITH_CLEAN_CLASSIFIER / WITH_TRANSFER_CLASSIFIER: BA-SGG "
-            "stage 2 (balanced predicate learning, semantic adjustment) is not available in "
-            "basgg train yet; train stage 1 with both False"
         )
 
 
@@ -219,14 +212,19 @@ def prepare_split(
     *,
     context: DistributedContext,
     progress: bool = True,
+    ground_truth_inputs: bool = False,
 ) -> SplitData:
     """The split's model inputs and cached features (extracted on a cache miss).
 
-    Train inputs are the training targets' boxes; val/test inputs are the evaluation ground
+    Train inputs are the training targets' boxes (or, with ``ground_truth_inputs``, the
+    evaluation ground truths, every box kept); val/test inputs are the evaluation ground
     truths. The main process extracts and saves; the others then read the file.
     """
     split = dataset.split
-    inputs = [_input_graph(dataset, index) for index in range(len(dataset))]
+    if ground_truth_inputs:
+        inputs = [dataset.ground_truth(index) for index in range(len(dataset))]
+    else:
+        inputs = [_input_graph(dataset, index) for index in range(len(dataset))]
     paths = [dataset.image_path(index) for index in range(len(dataset))]
     extractor = model.feature_extractor
     path = cache_path(

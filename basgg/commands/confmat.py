@@ -1,0 +1,134 @@
+"""``basgg confmat --config FILE [KEY VALUE ...]``: BA-SGG's stage-1 predicate confusion matrix.
+
+Runs the trained stage-1 PredCls model (weights found as ``basgg test`` finds them) in eval
+mode over the **train** split and counts, for every ground-truth relation,
+``C[gt_predicate, 1 + argmax(scores[1:])]`` on its (subject, object) pair
+(``docs/evaluation-protocol.md`` §8). Writes ``OUTPUT_DIR/confusion_matrix.npy`` (int64, row =
+ground truth, column = prediction; the file for ``MODEL.ROI_RELATION_HEAD.CONFUSION_MATRIX_FILE``)
+and ``confusion_matrix.png`` (row-normalised heatmap).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from basgg.commands.test import find_checkpoint  # noqa: E402
+from basgg.config import Config, load_config  # noqa: E402
+from basgg.evaluation import rank_relations  # noqa: E402
+from basgg.evaluation.confusion import PredicateConfusion  # noqa: E402
+from basgg.models import build_model  # noqa: E402
+from basgg.structures import Mode  # noqa: E402
+from basgg.training.checkpoint import load_model_weights, read_checkpoint  # noqa: E402
+from basgg.training.distributed import DistributedContext  # noqa: E402
+from basgg.training.inference import predict_split  # noqa: E402
+from basgg.training.setup import (  # noqa: E402
+    build_dataset,
+    model_info,
+    prepare_split,
+    resolve_config_path,
+)
+
+MATRIX_FILE = "confusion_matrix.npy"
+HEATMAP_FILE = "confusion_matrix.png"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", help="YAML file of config overrides, or a packaged one: synthvg_predcls.yaml"
+    )
+    parser.add_argument("--checkpoint", help="stage-1 weights (default: as basgg test)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("overrides", nargs="*", metavar="KEY VALUE", help="config overrides")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(resolve_config_path(args.config), args.overrides)
+    path = compute_confusion_matrix(
+        config, checkpoint=args.checkpoint, progress=not args.no_progress
+    )
+    print(f"confusion matrix: {path}\nheatmap: {path.with_name(HEATMAP_FILE)}")
+    return 0
+
+
+def compute_confusion_matrix(
+    config: Config, *, checkpoint: str | None = None, progress: bool = True
+) -> Path:
+    """Count the stage-1 model's train-split confusions; returns the ``.npy`` path."""
+    if config.mode is not Mode.PREDCLS:
+        raise ValueError(
+            "MODEL.ROI_RELATION_HEAD.USE_GT_BOX / USE_GT_OBJECT_LABEL: the confusion matrix "
+            "is computed in PredCls (both True)"
+        )
+    head = config.MODEL.ROI_RELATION_HEAD
+    if head.WITH_CLEAN_CLASSIFIER or head.WITH_TRANSFER_CLASSIFIER:
+        raise ValueError(
+            "MODEL.ROI_RELATION_HEAD.WITH_CLEAN_CLASSIFIER / WITH_TRANSFER_CLASSIFIER: the "
+            "confusion matrix comes from the stage-1 model (both False)"
+        )
+    path = find_checkpoint(config, checkpoint)
+    state = read_checkpoint(path)
+    if state["model_info"].get("clean_branch"):
+        raise ValueError(f"{path}: a stage-2 checkpoint; the confusion matrix needs stage 1")
+    device = torch.device(config.MODEL.DEVICE)
+    dataset = build_dataset(config, "train")
+    vocabulary = dataset.vocabulary
+    num_objects, num_predicates = vocabulary.num_objects, vocabulary.num_predicates
+    model = build_model(
+        config,
+        vocabulary=vocabulary,
+        frequency_bias_init=torch.zeros(num_objects * num_objects, num_predicates),
+        object_word_vectors=torch.zeros(num_objects, head.EMBED_DIM),
+        backbone_weights=None,
+        rank_relations=rank_relations,
+    )
+    load_model_weights(path, model, model_info=model_info(model, vocabulary))
+    model.to(device)
+    context = DistributedContext(device=device)
+    data = prepare_split(
+        config, model, dataset, context=context, progress=progress, ground_truth_inputs=True
+    )
+    predictions = predict_split(
+        model,
+        data,
+        range(len(data.inputs)),
+        batch_size=config.TEST.IMS_PER_BATCH,
+        progress=progress,
+    )
+    confusion = PredicateConfusion(num_predicates=num_predicates)
+    confusion.update(data.inputs, predictions)  # the ground truths, every raw row
+    counts = confusion.compute()  # (P + 1, P + 1)
+    output_dir = Path(config.OUTPUT_DIR)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    matrix_path = output_dir / MATRIX_FILE
+    np.save(matrix_path, counts)
+    plot_confusion(counts, vocabulary.predicates, output_dir / HEATMAP_FILE)
+    return matrix_path
+
+
+def plot_confusion(counts: np.ndarray, predicate_names: Sequence[str], path: Path) -> Path:
+    """Row-normalised heatmap of the foreground rows and columns of ``counts``."""
+    foreground = counts[1:, 1:].astype(np.float64)  # (P, P)
+    rates = foreground / np.maximum(foreground.sum(axis=1, keepdims=True), 1)
+    names = list(predicate_names[1:])
+    size = max(6.0, 0.18 * len(names) + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    image = axes.imshow(rates, cmap="viridis", vmin=0, vmax=1)
+    axes.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+    axes.set_yticks(range(len(names)), names, fontsize=6)
+    axes.set_xlabel("predicted predicate")
+    axes.set_ylabel("ground-truth predicate")
+    axes.set_title("stage-1 PredCls confusion on train (row-normalised)")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
