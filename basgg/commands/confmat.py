@@ -5,7 +5,9 @@ mode over the **train** split and counts, for every ground-truth relation,
 ``C[gt_predicate, 1 + argmax(scores[1:])]`` on its (subject, object) pair
 (``docs/evaluation-protocol.md`` §8). Writes ``OUTPUT_DIR/confusion_matrix.npy`` (int64, row =
 ground truth, column = prediction; the file for ``MODEL.ROI_RELATION_HEAD.CONFUSION_MATRIX_FILE``)
-and ``confusion_matrix.png`` (row-normalised heatmap).
+and ``confusion_matrix.png`` (row-normalised heatmap), plus the predicate hierarchy read off the
+matrix (``hierarchy.json`` / ``hierarchy.png``: each general predicate with the informative
+ones it absorbs).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from basgg.commands.test import find_checkpoint  # noqa: E402
 from basgg.config import Config, load_config  # noqa: E402
 from basgg.evaluation import rank_relations  # noqa: E402
 from basgg.evaluation.confusion import PredicateConfusion  # noqa: E402
+from basgg.evaluation.hierarchy import predicate_hierarchy, write_hierarchy  # noqa: E402
 from basgg.models import build_model  # noqa: E402
 from basgg.structures import Mode  # noqa: E402
 from basgg.training.checkpoint import load_model_weights, read_checkpoint  # noqa: E402
@@ -111,6 +114,7 @@ def compute_confusion_matrix(
     matrix_path = output_dir / MATRIX_FILE
     np.save(matrix_path, counts)
     plot_confusion(counts, vocabulary.predicates, output_dir / HEATMAP_FILE)
+    write_hierarchy(predicate_hierarchy(counts, vocabulary.predicates), output_dir)
     return matrix_path
 
 

@@ -4,7 +4,8 @@ Steps, each skipped when its output exists (so an interrupted demo resumes):
 
 1. generate default SynthVG into ``DATASETS.DATA_DIR`` when that folder holds no dataset;
 2. its statistics and report (``OUTPUT_DIR/dataset_report``);
-3. stage 1, the general model: Motifs PredCls (``synthvg_predcls.yaml``) in ``OUTPUT_DIR/stage1``;
+3. stage 1, the general model (default Motifs PredCls, ``synthvg_predcls.yaml``) in
+   ``OUTPUT_DIR/stage1``;
 4. the stage-1 confusion matrix on train (``basgg confmat``) in ``OUTPUT_DIR/stage1``;
 5. stage 2, BA-SGG (both flags, :data:`STAGE_TWO_OVERRIDES`) in ``OUTPUT_DIR/stage2``;
 6. both models on the test split, a side-by-side table and ``OUTPUT_DIR/comparison.png``.
@@ -29,7 +30,7 @@ from basgg.data.summary import summarize_dataset, summary_table, write_report  #
 from basgg.data.synthvg import generate_dataset, load_settings  # noqa: E402
 from basgg.data.vg150_format import VG150Files  # noqa: E402
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
-from basgg.training.setup import PACKAGED_CONFIGS  # noqa: E402
+from basgg.training.setup import PACKAGED_CONFIGS, resolve_config_path  # noqa: E402
 
 STAGE_ONE_CONFIG = PACKAGED_CONFIGS / "synthvg_predcls.yaml"
 HEAD = "MODEL.ROI_RELATION_HEAD."
@@ -60,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def demo_configs(config_path: Path | None, overrides: list[str]) -> tuple[Config, Config, Config]:
     """The demo's own config and those of stage 1 and stage 2 (folders under OUTPUT_DIR)."""
-    source = config_path or STAGE_ONE_CONFIG
+    source = resolve_config_path(str(config_path)) if config_path else STAGE_ONE_CONFIG
     base = load_config(source, ["OUTPUT_DIR", "outputs/demo", *overrides])
     output_dir = Path(base.OUTPUT_DIR)
     cache = base.FEATURE_CACHE_DIR or str(output_dir / "feature_cache")
@@ -114,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
     if (stage_one_dir / FINAL_CHECKPOINT).is_file():
         _step(3, f"stage 1 (general model): done, in {stage_one_dir}", start)
     else:
-        _step(3, f"stage 1 (general model): training Motifs PredCls in {stage_one_dir}", start)
+        head = stage_one.MODEL.ROI_RELATION_HEAD.PREDICTOR
+        task = stage_one.mode.value
+        _step(3, f"stage 1 (general model): training {head} {task} in {stage_one_dir}", start)
         train(stage_one, progress=progress)
     matrix = Path(stage_two.MODEL.ROI_RELATION_HEAD.CONFUSION_MATRIX_FILE)
     if matrix.is_file():
