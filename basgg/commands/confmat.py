@@ -13,29 +13,22 @@ ones it absorbs).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from basgg.commands.test import find_checkpoint  # noqa: E402
-from basgg.config import Config, load_config  # noqa: E402
-from basgg.evaluation import rank_relations  # noqa: E402
-from basgg.evaluation.confusion import PredicateConfusion  # noqa: E402
-from basgg.evaluation.hierarchy import predicate_hierarchy, write_hierarchy  # noqa: E402
-from basgg.models import build_model  # noqa: E402
-from basgg.structures import Mode  # noqa: E402
-from basgg.training.checkpoint import load_model_weights, read_checkpoint  # noqa: E402
-from basgg.training.distributed import DistributedContext  # noqa: E402
-from basgg.training.inference import predict_split  # noqa: E402
-from basgg.training.setup import (  # noqa: E402
+from basgg.commands.test import find_checkpoint, load_trained_model
+from basgg.config import Config, load_config
+from basgg.evaluation.confusion import PredicateConfusion
+from basgg.evaluation.hierarchy import predicate_hierarchy, write_hierarchy
+from basgg.evaluation.report import plot_confusion
+from basgg.structures import Mode
+from basgg.training.checkpoint import read_checkpoint
+from basgg.training.distributed import DistributedContext
+from basgg.training.inference import predict_split
+from basgg.training.setup import (
     build_dataset,
-    model_info,
     prepare_split,
     resolve_config_path,
 )
@@ -84,17 +77,7 @@ def compute_confusion_matrix(
     device = torch.device(config.MODEL.DEVICE)
     dataset = build_dataset(config, "train")
     vocabulary = dataset.vocabulary
-    num_objects, num_predicates = vocabulary.num_objects, vocabulary.num_predicates
-    model = build_model(
-        config,
-        vocabulary=vocabulary,
-        frequency_bias_init=torch.zeros(num_objects * num_objects, num_predicates),
-        object_word_vectors=torch.zeros(num_objects, head.EMBED_DIM),
-        backbone_weights=None,
-        rank_relations=rank_relations,
-    )
-    load_model_weights(path, model, model_info=model_info(model, vocabulary))
-    model.to(device)
+    model = load_trained_model(config, path, vocabulary=vocabulary, device=device)
     context = DistributedContext(device=device)
     data = prepare_split(
         config, model, dataset, context=context, progress=progress, ground_truth_inputs=True
@@ -106,33 +89,18 @@ def compute_confusion_matrix(
         batch_size=config.TEST.IMS_PER_BATCH,
         progress=progress,
     )
-    confusion = PredicateConfusion(num_predicates=num_predicates)
+    confusion = PredicateConfusion(num_predicates=vocabulary.num_predicates)
     confusion.update(data.inputs, predictions)  # the ground truths, every raw row
     counts = confusion.compute()  # (P + 1, P + 1)
     output_dir = Path(config.OUTPUT_DIR)
     output_dir.mkdir(parents=True, exist_ok=True)
     matrix_path = output_dir / MATRIX_FILE
     np.save(matrix_path, counts)
-    plot_confusion(counts, vocabulary.predicates, output_dir / HEATMAP_FILE)
+    plot_confusion(
+        counts,
+        output_dir / HEATMAP_FILE,
+        names=vocabulary.predicates,
+        title="stage-1 PredCls confusion on train (row-normalised)",
+    )
     write_hierarchy(predicate_hierarchy(counts, vocabulary.predicates), output_dir)
     return matrix_path
-
-
-def plot_confusion(counts: np.ndarray, predicate_names: Sequence[str], path: Path) -> Path:
-    """Row-normalised heatmap of the foreground rows and columns of ``counts``."""
-    foreground = counts[1:, 1:].astype(np.float64)  # (P, P)
-    rates = foreground / np.maximum(foreground.sum(axis=1, keepdims=True), 1)
-    names = list(predicate_names[1:])
-    size = max(6.0, 0.18 * len(names) + 2)
-    figure, axes = plt.subplots(figsize=(size, size))
-    image = axes.imshow(rates, cmap="viridis", vmin=0, vmax=1)
-    axes.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
-    axes.set_yticks(range(len(names)), names, fontsize=6)
-    axes.set_xlabel("predicted predicate")
-    axes.set_ylabel("ground-truth predicate")
-    axes.set_title("stage-1 PredCls confusion on train (row-normalised)")
-    figure.colorbar(image, ax=axes, fraction=0.046)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from basgg.config import Config, load_config
+from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import format_table, rank_relations, write_predictions, write_report
-from basgg.models import build_model
+from basgg.models import SceneGraphModel, build_model
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
     FINAL_CHECKPOINT,
@@ -80,6 +81,29 @@ def find_checkpoint(config: Config, checkpoint: str | None = None) -> Path:
     )
 
 
+def load_trained_model(
+    config: Config, path: Path, *, vocabulary: Vocabulary, device: torch.device
+) -> SceneGraphModel:
+    """The model ``config`` describes, with the weights of the checkpoint at ``path``.
+
+    Statistics and word vectors are built as zero placeholders of the right shapes (the
+    checkpoint holds the trained values); a BA-SGG stage-2 checkpoint first gets its clean
+    branch and adjustment matrix so that its weights load.
+    """
+    num_objects, num_predicates = vocabulary.num_objects, vocabulary.num_predicates
+    model = build_model(
+        config,
+        vocabulary=vocabulary,
+        frequency_bias_init=torch.zeros(num_objects * num_objects, num_predicates),
+        object_word_vectors=torch.zeros(num_objects, config.MODEL.ROI_RELATION_HEAD.EMBED_DIM),
+        backbone_weights=None,
+        rank_relations=rank_relations,
+    )
+    prepare_for_checkpoint(model, read_checkpoint(path))
+    load_model_weights(path, model, model_info=model_info(model, vocabulary))
+    return model.to(device)
+
+
 def evaluate_checkpoint(
     config: Config, *, checkpoint: str | None = None, split: str = "test", progress: bool = True
 ):
@@ -90,19 +114,7 @@ def evaluate_checkpoint(
     context = DistributedContext(device=device)
     dataset = build_dataset(config, split)
     vocabulary = dataset.vocabulary
-    num_objects, num_predicates = vocabulary.num_objects, vocabulary.num_predicates
-    model = build_model(
-        config,
-        vocabulary=vocabulary,
-        # placeholders of the right shapes: the checkpoint holds the trained values
-        frequency_bias_init=torch.zeros(num_objects * num_objects, num_predicates),
-        object_word_vectors=torch.zeros(num_objects, config.MODEL.ROI_RELATION_HEAD.EMBED_DIM),
-        backbone_weights=None,
-        rank_relations=rank_relations,
-    )
-    prepare_for_checkpoint(model, read_checkpoint(path))  # BA-SGG stage 2: clean branch, A
-    load_model_weights(path, model, model_info=model_info(model, vocabulary))
-    model.to(device)
+    model = load_trained_model(config, path, vocabulary=vocabulary, device=device)
     data = prepare_split(config, model, dataset, context=context, progress=progress)
     use_amp = config.SOLVER.AMP and device.type == "cuda"
     predictions = predict_split(

@@ -94,6 +94,7 @@ def plot_confusion(
     path: Path,
     names: Sequence[str] | None = None,
     predicate_order: Sequence[int] | None = None,
+    title: str = "predcls predicate confusion (row-normalised)",
 ) -> None:
     """Heatmap of the row-normalised predcls confusion matrix (row = ground truth)."""
     order = list(predicate_order) if predicate_order is not None else range(1, len(confusion))
@@ -109,7 +110,7 @@ def plot_confusion(
     axis.set_yticklabels(labels, fontsize=6)
     axis.set_xlabel("predicted predicate")
     axis.set_ylabel("ground-truth predicate")
-    axis.set_title("predcls predicate confusion (row-normalised)")
+    axis.set_title(title)
     figure.colorbar(image, ax=axis, fraction=0.046)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
