@@ -10,11 +10,16 @@ from collections.abc import Sequence
 # subcommand -> (module under basgg.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "the main job on the embedded default dataset (SynthVG)"),
-    "data": ("data", "generate SynthVG or summarise a VG150-format dataset"),
+    "data": (
+        "data",
+        "generate SynthVG, convert your own JSON annotations, or summarise a VG150-format dataset",
+    ),
     "eval": ("evaluate", "score a predictions file against a dataset"),
     "train": ("train", "train a relation model (resumes from OUTPUT_DIR when it can)"),
     "test": ("test", "predict the test split with a trained model and score it"),
     "confmat": ("confmat", "BA-SGG: the stage-1 predicate confusion matrix on train"),
+    "train-detector": ("train_detector", "train the Faster R-CNN detector SGDet uses"),
+    "predict": ("predict", "scene graphs of your own images (JSON + PNG per image)"),
 }
 
 

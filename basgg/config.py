@@ -103,12 +103,41 @@ class BackboneConfig:
 
 
 @dataclass
+class DetectorConfig:
+    """The Faster R-CNN + FPN detector (``MODEL.DETECTOR``).
+
+    ``basgg train-detector`` trains it on a dataset's boxes (with ``SOLVER``); SGDet relation
+    training and ``basgg predict`` use it frozen (``MODEL.PRETRAINED_DETECTOR_CKPT``).
+    """
+
+    BACKBONE: str = "efficientnet_lite0"  # any MODEL.BACKBONE.NAME choice
+    BACKBONE_WEIGHTS: str = ""  # ImageNet init: "" = the installed package's, a file, "random"
+    TRAINABLE_LAYERS: int = 3  # backbone stages fine-tuned (0: frozen body)
+    FPN_CHANNELS: int = 128
+    REPRESENTATION_SIZE: int = 512  # box-head MLP width
+    MIN_SIZE: int = 600  # shorter image side given to the detector
+    MAX_SIZE: int = 1000  # cap on the longer side
+    RPN_PRE_NMS_TOP_N_TRAIN: int = 2000
+    RPN_POST_NMS_TOP_N_TRAIN: int = 1000
+    RPN_PRE_NMS_TOP_N_TEST: int = 1000
+    RPN_POST_NMS_TOP_N_TEST: int = 1000
+    BOX_BATCH_SIZE_PER_IMAGE: int = 256  # sampled proposals per image for the box head
+    SCORE_THRESH: float = 0.01  # detections kept above this class score
+    NMS_THRESH: float = 0.5  # per-class NMS IoU
+    DETECTIONS_PER_IMG: int = 80  # SGB's SGDet keeps at most 80 per image
+    ANCHOR_SIZES: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # strides 8..64
+    ASPECT_RATIOS: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # height / width
+
+
+@dataclass
 class ModelConfig:
     """The model (``MODEL``)."""
 
     DEVICE: str = "cpu"
     PRETRAINED_MODEL_CKPT: str = ""
+    PRETRAINED_DETECTOR_CKPT: str = ""  # a basgg train-detector checkpoint (SGDet)
     BACKBONE: BackboneConfig = field(default_factory=BackboneConfig)
+    DETECTOR: DetectorConfig = field(default_factory=DetectorConfig)
     ROI_RELATION_HEAD: RelationHeadConfig = field(default_factory=RelationHeadConfig)
 
 
@@ -196,6 +225,15 @@ def load_config(
         for key, value in _flatten(data):
             set_value(config, key, value, source=str(path), from_text=False)
     return apply_overrides(config, overrides)
+
+
+def config_from_dict(data: dict[str, Any], *, source: str) -> Config:
+    """A config from a nested dict such as :func:`config_to_dict` gives (e.g. the one a
+    checkpoint carries); ``source`` names where it came from in errors."""
+    config = Config()
+    for key, value in _flatten(data):
+        set_value(config, key, value, source=source, from_text=False)
+    return config
 
 
 def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:

@@ -40,14 +40,30 @@ def _violations(files: list[Path], forbidden: tuple[str, ...]) -> list[str]:
     [
         # models get statistics and word vectors as tensors: no data, no metrics, no config
         ("models", ("basgg.data", "basgg.evaluation", "basgg.config", "basgg.commands",
-                    "h5py", "json", "basgg.pretrained")),
+                    "h5py", "json", "basgg.pretrained", "basgg.inference")),
         # saved predictions are scored without a model or the data layer
-        ("evaluation", ("basgg.data", "basgg.models", "basgg.config", "basgg.commands")),
-        ("data", ("basgg.models", "basgg.evaluation", "basgg.config", "basgg.commands")),
+        ("evaluation", ("basgg.data", "basgg.models", "basgg.config", "basgg.commands",
+                        "basgg.inference")),
+        ("data", ("basgg.models", "basgg.evaluation", "basgg.config", "basgg.commands",
+                  "basgg.inference")),
+        # basgg predict needs only a checkpoint: no dataset, statistics or pretrained asset
+        ("inference", ("basgg.commands", "basgg.pretrained", "basgg.training.setup",
+                       "basgg.training.feature_cache", "basgg.training.loop")),
     ],
 )  # fmt: skip
 def test_layer_imports(folder: str, forbidden: tuple[str, ...]) -> None:
     assert _violations(_files(folder), forbidden) == []
+
+
+def test_inference_imports_only_the_vocabulary_of_the_data_layer() -> None:
+    data_imports = [
+        name
+        for path in _files("inference")
+        for name in _imports(path)
+        if name.startswith("basgg.data")
+    ]
+    assert data_imports  # the check below looks at something
+    assert [n for n in data_imports if not n.startswith("basgg.data.vocabulary")] == []
 
 
 def test_bottom_layer_imports_nothing_above_it() -> None:

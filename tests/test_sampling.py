@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from basgg.models.sampling import (
@@ -10,9 +9,7 @@ from basgg.models.sampling import (
     dense_relation_target,
     ordered_pair_index,
     sample_gt_box_pairs,
-    sample_training_pairs,
 )
-from basgg.structures import Mode
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -113,14 +110,6 @@ def test_duplicate_pair_keeps_one_label() -> None:
         seen.add(int(target[0, 1]))
         assert int(target[1, 0]) == 0
     assert seen == {4, 6}
-
-
-def test_sgdet_sampling_not_implemented_yet() -> None:
-    with pytest.raises(NotImplementedError, match="SGDet"):
-        sample_training_pairs(
-            Mode.SGDET, 3, torch.zeros((0, 2), dtype=torch.int64),
-            torch.zeros(0, dtype=torch.int64), generator=_generator(),
-        )  # fmt: skip
 
 
 def test_ordered_pair_index_inverts_all_ordered_pairs() -> None:

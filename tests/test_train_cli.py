@@ -100,8 +100,13 @@ def test_stage_two_and_sgdet_are_refused_with_a_reason(
     assert main(["train", "--config", str(trained), head + "WITH_CLEAN_CLASSIFIER", "True"]) == 2
     assert "stage 2" in capsys.readouterr().err
     sgdet = [head + "USE_GT_BOX", "False", head + "USE_GT_OBJECT_LABEL", "False"]
+    assert main(["train", "--config", str(trained), *sgdet]) == 2
+    assert "needs a trained detector in MODEL.PRETRAINED_DETECTOR_CKPT" in capsys.readouterr().err
+    missing = ["MODEL.PRETRAINED_DETECTOR_CKPT", "nowhere.pth"]
+    assert main(["train", "--config", str(trained), *sgdet, *missing]) == 2
+    assert "nowhere.pth: detector checkpoint not found" in capsys.readouterr().err
     assert main(["test", "--config", str(trained), *sgdet]) == 2
-    assert "needs a detector" in capsys.readouterr().err
+    assert "mode 'predcls' in the checkpoint, 'sgdet' here" in capsys.readouterr().err
 
 
 def test_basgg_eval_scores_the_written_predictions_the_same(

@@ -1,10 +1,10 @@
-"""``basgg data synth|stats``: dataset generation and summaries."""
+"""``basgg data synth|stats|convert|export``: dataset generation, summaries and conversion."""
 
 from __future__ import annotations
 
 import argparse
 
-from basgg.commands import stats, synth
+from basgg.commands import convert, export, stats, synth
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -12,6 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, module, help_text in (
         ("synth", synth, "generate the SynthVG dataset in VG150 format"),
         ("stats", stats, "predicate and object distributions of a VG150-format dataset"),
+        ("convert", convert, "JSON annotations of your own images -> a VG150-format dataset"),
+        ("export", export, "a VG150-format dataset -> JSON annotations"),
     ):
         sub = actions.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(sub)

@@ -19,6 +19,7 @@ from basgg.config import Config, load_config
 from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import format_table, rank_relations, write_predictions, write_report
 from basgg.models import SceneGraphModel, build_model
+from basgg.structures import Mode
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
     FINAL_CHECKPOINT,
@@ -37,6 +38,7 @@ from basgg.training.setup import (
     prepare_split,
     resolve_config_path,
     split_zero_shot_triplets,
+    sync_detector_config,
 )
 from basgg.training.stages import prepare_for_checkpoint
 
@@ -91,6 +93,9 @@ def load_trained_model(
     branch and adjustment matrix so that its weights load.
     """
     num_objects, num_predicates = vocabulary.num_objects, vocabulary.num_predicates
+    checkpoint = read_checkpoint(path)
+    if config.mode is Mode.SGDET:
+        sync_detector_config(config, checkpoint.get("config", {}), source=str(path))
     model = build_model(
         config,
         vocabulary=vocabulary,
@@ -99,7 +104,7 @@ def load_trained_model(
         backbone_weights=None,
         rank_relations=rank_relations,
     )
-    prepare_for_checkpoint(model, read_checkpoint(path))
+    prepare_for_checkpoint(model, checkpoint)
     load_model_weights(path, model, model_info=model_info(model, vocabulary))
     return model.to(device)
 
@@ -137,12 +142,13 @@ def evaluate_checkpoint(
     )
     train = build_dataset(config, "train")
     train_counts = train.relation_counts()
-    zero_shot, zero_shot_source = split_zero_shot_triplets(config, train, data.inputs)
+    ground_truths = [data.ground_truth(index) for index in range(len(data.inputs))]
+    zero_shot, zero_shot_source = split_zero_shot_triplets(config, train, ground_truths)
     make_evaluator = make_evaluator_factory(
         config, vocabulary, train_counts=train_counts, zero_shot=zero_shot
     )
     evaluator = make_evaluator()
-    evaluator.update(data.inputs, predictions)
+    evaluator.update(ground_truths, predictions)
     result = evaluator.compute()
     order = np.argsort(-train_counts[1:], kind="stable") + 1  # most frequent first
     extra = {

@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from basgg.config import Config, config_to_dict, load_config, save_config
+from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import rank_relations
-from basgg.models import build_model
+from basgg.models import SceneGraphModel, build_model
+from basgg.structures import Mode
 from basgg.training.checkpoint import (
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -30,6 +30,7 @@ from basgg.training.checkpoint import (
     read_checkpoint,
     restore_rng_state,
 )
+from basgg.training.detector_training import load_detector
 from basgg.training.distributed import (
     DistributedContext,
     broadcast_model,
@@ -46,17 +47,19 @@ from basgg.training.loop import (
     save_training_checkpoint,
     train_one_stage,
 )
-from basgg.training.schedule import LearningRateSchedule
 from basgg.training.setup import (
     backbone_weights,
     build_dataset,
+    build_optimization,
     check_stage,
+    detector_checkpoint,
     frequency_table,
     make_evaluator_factory,
     model_info,
     prepare_split,
     resolve_config_path,
     seed_everything,
+    sync_detector_config,
     word_vectors,
 )
 from basgg.training.stages import (
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 def train(config: Config, *, progress: bool = True) -> TrainingState:
     """Run (or resume) the training ``config`` describes; returns the final state."""
-    check_stage(config)
+    check_stage(config, training=True)
     check_stage_two_inputs(config)
     context = init_distributed(config.MODEL.DEVICE)
     try:
@@ -102,12 +105,29 @@ def train(config: Config, *, progress: bool = True) -> TrainingState:
         shutdown_distributed()
 
 
+def _load_detector_weights(config: Config, model: SceneGraphModel, vocabulary: Vocabulary) -> None:
+    """Give an SGDet model the weights of ``MODEL.PRETRAINED_DETECTOR_CKPT``.
+
+    Raises:
+        CheckpointError: naming the file when it is not a detector checkpoint or its classes
+            are not the dataset's objects.
+    """
+    detector, _ = load_detector(
+        Path(config.MODEL.PRETRAINED_DETECTOR_CKPT), object_names=vocabulary.objects
+    )
+    model.detector.load_state_dict(detector.state_dict())
+
+
 def _train(config: Config, context: DistributedContext, *, progress: bool) -> TrainingState:
     solver = config.SOLVER
     check_metric_name(solver.BEST_METRIC, config.TEST.TOP_KS, "SOLVER.BEST_METRIC")
     if solver.SCHEDULE.TYPE == "WarmupReduceLROnPlateau":
         check_metric_name(solver.SCHEDULE.METRIC, config.TEST.TOP_KS, "SOLVER.SCHEDULE.METRIC")
     output_dir = Path(config.OUTPUT_DIR)
+    sgdet = config.mode is Mode.SGDET
+    if sgdet:  # build the detector its checkpoint holds
+        source = detector_checkpoint(config)
+        sync_detector_config(config, read_checkpoint(source)["config"], source=source)
     seed_everything(config.SEED)  # the same initial weights in every process
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +147,8 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
     parameters = list(model.parameters())
     if is_stage_two(config):
         parameters = setup_stage_two(config, model, model_info=model_info(model, vocabulary))
+    if sgdet and config.MODEL.PRETRAINED_DETECTOR_CKPT:
+        _load_detector_weights(config, model, vocabulary)
     model.to(context.device)
     broadcast_model(model, context)
     if context.enabled:
@@ -142,25 +164,8 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
         val_split = prepare_split(config, model, val_dataset, context=context, progress=progress)
 
     parameters = [p for p in parameters if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        parameters, lr=solver.BASE_LR, momentum=solver.MOMENTUM, weight_decay=solver.WEIGHT_DECAY
-    )
-    schedule = LearningRateSchedule(
-        optimizer,
-        base_lr=solver.BASE_LR,
-        schedule_type=solver.SCHEDULE.TYPE,
-        warmup_iters=solver.WARMUP_ITERS,
-        warmup_start=solver.WARMUP_FACTOR,
-        steps=solver.STEPS,
-        gamma=solver.GAMMA,
-        patience=solver.SCHEDULE.PATIENCE,
-        threshold=solver.SCHEDULE.THRESHOLD,
-        cooldown=solver.SCHEDULE.COOLDOWN,
-        factor=solver.SCHEDULE.FACTOR,
-        max_decay_step=solver.SCHEDULE.MAX_DECAY_STEP,
-    )
-    use_amp = solver.AMP and context.device.type == "cuda"
-    scaler = torch.amp.GradScaler(context.device.type, enabled=use_amp)
+    optimizer, schedule, scaler = build_optimization(config, parameters, context.device)
+    use_amp = scaler.is_enabled()
     state = TrainingState()
     last = output_dir / LAST_CHECKPOINT
     if last.exists():
@@ -176,6 +181,8 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
             print(f"resuming from {last} at iteration {state.iteration}")
     elif config.MODEL.PRETRAINED_MODEL_CKPT and not is_stage_two(config):
         load_model_weights(config.MODEL.PRETRAINED_MODEL_CKPT, model, model_info=info)
+        if sgdet and config.MODEL.PRETRAINED_DETECTOR_CKPT:  # the detector the inputs came from
+            _load_detector_weights(config, model, vocabulary)
 
     settings = TrainingSettings(
         max_iter=solver.MAX_ITER,

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from torch import Tensor
 
 from basgg.models.backbone import build_backbone
+from basgg.models.detector import detector_from_config
 from basgg.models.features import FrozenFeatureExtractor
 from basgg.models.relation_head import HEADS, RelationHead
 from basgg.models.sgg_model import Ranker, SceneGraphModel
@@ -102,6 +103,9 @@ def build_model(
 ) -> SceneGraphModel:
     """Build the scene-graph model a :class:`basgg.config.Config` describes.
 
+    In SGDet the model includes a frozen detector built from ``MODEL.DETECTOR`` with random
+    weights (load a trained detector's weights into ``model.detector``).
+
     Args:
         config: the resolved configuration (``MODEL.*`` is read).
         vocabulary: object and predicate names (class counts C and P + 1).
@@ -123,10 +127,16 @@ def build_model(
         object_word_vectors=object_word_vectors,
     )
     relation_config = config.MODEL.ROI_RELATION_HEAD
+    detector = None
+    if mode is Mode.SGDET:  # weights come from the trained detector's checkpoint
+        detector = detector_from_config(
+            config, num_classes=len(vocabulary.objects), backbone_weights=None
+        )
     return SceneGraphModel(
         mode=mode,
         relation_head=head,
         feature_extractor=extractor,
+        detector=detector,
         rank_relations=rank_relations,
         pairs_per_image=relation_config.BATCH_SIZE_PER_IMAGE,
         positive_fraction=relation_config.POSITIVE_FRACTION,

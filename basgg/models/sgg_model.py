@@ -4,12 +4,19 @@ With :mod:`basgg.models.sampling`, the only model code that branches on the task
 :class:`~basgg.structures.Mode`. Training and inference read per-image features
 (``object_features`` (N_i, object_dim) and ``union_features`` for every ordered pair i != j
 in :func:`~basgg.models.sampling.all_ordered_pairs` order), normally from the feature cache;
-:meth:`SceneGraphModel.extract_features` computes them from images.
+:meth:`SceneGraphModel.extract_features` computes them from images and
+:meth:`SceneGraphModel.predict_images` runs the whole model, frozen detector included
+(SGDet), on images.
+
+In SGDet the boxes given to the head are proposals (the frozen detector's detections, plus
+the ground-truth boxes during training) with the detector's class logits; the training
+targets stay the ground-truth graphs, and proposals are labelled by IoU with them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -17,10 +24,42 @@ from torch.nn import functional as F
 
 from basgg.models.features import FrozenFeatureExtractor
 from basgg.models.relation_head import RelationBatch, RelationHead
-from basgg.models.sampling import all_ordered_pairs, ordered_pair_index, sample_training_pairs
+from basgg.models.sampling import (
+    SampledPairs,
+    all_ordered_pairs,
+    assign_proposal_labels,
+    ordered_pair_index,
+    sample_detected_pairs,
+    sample_gt_box_pairs,
+)
 from basgg.structures import Mode, SceneGraph
 
 Ranker = Callable[..., SceneGraph]
+
+
+class Detections(Protocol):
+    """One image's detections (:class:`basgg.models.detector.Detections`)."""
+
+    boxes: Tensor  # (N, 4) float32 xyxy pixels
+    labels: Tensor  # (N,) int64 1..C
+    scores: Tensor  # (N,) float32
+    class_logits: Tensor  # (N, C + 1) float32
+
+
+def detections_to_graph(
+    detections: Detections, *, image_size: tuple[int, int], image_id: int = -1
+) -> SceneGraph:
+    """The detections of an image as a relation-free :class:`SceneGraph` (the SGDet input)."""
+    return SceneGraph(
+        boxes=detections.boxes.detach().to("cpu", torch.float32),
+        labels=detections.labels.detach().to("cpu", torch.int64),
+        relation_pairs=torch.zeros((0, 2), dtype=torch.int64),
+        predicates=torch.zeros(0, dtype=torch.int64),
+        image_size=image_size,
+        image_id=image_id,
+        object_scores=detections.scores.detach().to("cpu", torch.float32),
+    )
+
 
 # the count each loss of basgg.models.losses averages over
 LOSS_COUNTS = ("loss_relation", "loss_object", "loss_tree")
@@ -31,10 +70,12 @@ class SceneGraphModel(nn.Module):
 
     Args:
         mode: the task. PredCls feeds the ground-truth labels to the head; SGCls feeds them
-            only as training targets and predicts them at test time. SGDet is not supported
-            yet (it needs a detector).
+            only as training targets and predicts them at test time; SGDet takes proposals
+            and the detector's class logits instead of ground-truth boxes.
         relation_head: one of :data:`basgg.models.relation_head.HEADS`.
         feature_extractor: the frozen extractor (needed by :meth:`extract_features` only).
+        detector: the frozen detector of SGDet (needed by :meth:`predict_images` only): a
+            :class:`basgg.models.detector.Detector`, kept in eval mode with no gradients.
         rank_relations: ``rank(prediction, mode=mode) -> prediction`` sorting relation rows
             best first, normally :func:`basgg.evaluation.rank_relations`; ``None`` keeps the
             emission order (row-major ordered pairs).
@@ -48,23 +89,25 @@ class SceneGraphModel(nn.Module):
         mode: Mode,
         relation_head: RelationHead,
         feature_extractor: FrozenFeatureExtractor | None = None,
+        detector: nn.Module | None = None,
         rank_relations: Ranker | None = None,
         pairs_per_image: int = 1024,
         positive_fraction: float = 0.25,
     ) -> None:
         super().__init__()
         self.mode = Mode(mode)
-        if self.mode is Mode.SGDET:
-            raise NotImplementedError(
-                "SGDet needs a detector, which basgg does not have yet; use PredCls or SGCls "
-                "(MODEL.ROI_RELATION_HEAD.USE_GT_BOX True)"
-            )
+        if detector is not None and self.mode is not Mode.SGDET:
+            raise ValueError(f"detector: only an sgdet model has one, this is {self.mode.value}")
         if relation_head.mode is not self.mode:
             raise ValueError(
                 f"relation_head: built for {relation_head.mode.value}, model is {self.mode.value}"
             )
         self.relation_head = relation_head
         self.feature_extractor = feature_extractor
+        self.detector = detector
+        if detector is not None:
+            detector.requires_grad_(False)
+            detector.eval()
         self.rank_relations = rank_relations
         self.pairs_per_image = pairs_per_image
         self.positive_fraction = positive_fraction
@@ -72,6 +115,13 @@ class SceneGraphModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(iter(self.relation_head.parameters())).device
+
+    def train(self, mode: bool = True) -> SceneGraphModel:
+        """Set the head's mode; the frozen detector stays in eval mode."""
+        super().train(mode)
+        if self.detector is not None:
+            self.detector.eval()
+        return self
 
     @torch.no_grad()
     def extract_features(
@@ -90,34 +140,61 @@ class SceneGraphModel(nn.Module):
         union_features: Sequence[Tensor],
         *,
         generators: Sequence[torch.Generator],
+        proposals: Sequence[SceneGraph] | None = None,
+        detector_logits: Sequence[Tensor] | None = None,
     ) -> tuple[dict[str, Tensor], dict[str, int]]:
         """Sample pairs, run the head, return its losses and what each loss averages over.
 
         Args:
             targets: per image, the training target (boxes, labels, relations).
-            object_features: per image (N_i, object_dim).
+            object_features: per image (N_i, object_dim), the boxes the head sees (the
+                target's, or in SGDet the proposals').
             union_features: per image (N_i (N_i - 1), union_dim), every ordered pair.
             generators: per image, the random source of its pair sampling.
+            proposals: SGDet only: per image, the proposal boxes (N_i of them).
+            detector_logits: SGDet only: per image (N_i, C + 1) detector class logits.
 
         Returns:
             ``{"loss_relation": ..., "loss_object": ..., ["loss_tree": ...]}`` (means), and
             the number of pairs / objects / images with objects each mean is over (so that
             several processes can weight their shares of one global batch exactly).
         """
-        samples = [
-            sample_training_pairs(
-                self.mode,
-                target.num_objects,
-                target.relation_pairs,
-                target.predicates,
-                pairs_per_image=self.pairs_per_image,
-                positive_fraction=self.positive_fraction,
-                generator=generator,
-            )
-            for target, generator in zip(targets, generators, strict=True)
-        ]
+        if self.mode is Mode.SGDET:
+            if proposals is None or detector_logits is None:
+                raise ValueError("training_losses: sgdet needs proposals and detector_logits")
+            inputs = list(proposals)
+            object_labels = [
+                assign_proposal_labels(proposal.boxes, target.boxes, target.labels)
+                for proposal, target in zip(inputs, targets, strict=True)
+            ]
+            samples = [
+                self._sample_detected(proposal, labels, target, generator)
+                for proposal, labels, target, generator in zip(
+                    inputs, object_labels, targets, generators, strict=True
+                )
+            ]
+        else:
+            inputs, object_labels = list(targets), [target.labels for target in targets]
+            samples = [
+                sample_gt_box_pairs(
+                    target.num_objects,
+                    target.relation_pairs,
+                    target.predicates,
+                    pairs_per_image=self.pairs_per_image,
+                    positive_fraction=self.positive_fraction,
+                    generator=generator,
+                )
+                for target, generator in zip(targets, generators, strict=True)
+            ]
         pairs = [sample.pairs for sample in samples]
-        batch = self._relation_batch(targets, object_features, union_features, pairs, True)
+        batch = self._relation_batch(
+            inputs,
+            object_features,
+            union_features,
+            pairs,
+            object_labels=object_labels,
+            detector_logits=detector_logits,
+        )
         relation_labels = torch.cat([sample.labels for sample in samples]).to(self.device)
         output = self.relation_head(batch)
         losses = self.relation_head.losses(output, batch, relation_labels)
@@ -128,19 +205,46 @@ class SceneGraphModel(nn.Module):
         }
         return losses, counts
 
+    def _sample_detected(
+        self,
+        proposal: SceneGraph,
+        proposal_labels: Tensor,
+        target: SceneGraph,
+        generator: torch.Generator,
+    ) -> SampledPairs:
+        sample = sample_detected_pairs(
+            proposal.boxes,
+            proposal_labels,
+            target.boxes,
+            target.labels,
+            target.relation_pairs,
+            target.predicates,
+            pairs_per_image=self.pairs_per_image,
+            positive_fraction=self.positive_fraction,
+            generator=generator,
+        )
+        if proposal.num_objects < 2:  # no union feature exists for the placeholder pair
+            empty = torch.zeros(0, dtype=torch.int64)
+            return SampledPairs(pairs=empty.view(0, 2), labels=empty, num_foreground=0)
+        return sample
+
     @torch.no_grad()
     def predict(
         self,
         inputs: Sequence[SceneGraph],
         object_features: Sequence[Tensor],
         union_features: Sequence[Tensor],
+        *,
+        detector_logits: Sequence[Tensor] | None = None,
     ) -> list[SceneGraph]:
         """Score every ordered pair i != j of each image and rank the rows best first.
 
         Args:
-            inputs: per image, the boxes (and in PredCls the labels) given to the model.
+            inputs: per image, the boxes (and in PredCls the labels) given to the model; in
+                SGDet the detections.
             object_features: per image (N_i, object_dim).
             union_features: per image (N_i (N_i - 1), union_dim), every ordered pair.
+            detector_logits: SGDet: per image (N_i, C + 1) detector class logits.
 
         Returns:
             One prediction per image: the input boxes, predicted (PredCls: given) labels with
@@ -149,7 +253,15 @@ class SceneGraphModel(nn.Module):
             Scene-Graph-Benchmark does; an image without objects gets no row.
         """
         pairs = [all_ordered_pairs(graph.num_objects) for graph in inputs]
-        batch = self._relation_batch(inputs, object_features, union_features, pairs, False)
+        object_labels = [graph.labels for graph in inputs] if self.mode is Mode.PREDCLS else None
+        batch = self._relation_batch(
+            inputs,
+            object_features,
+            union_features,
+            pairs,
+            object_labels=object_labels,
+            detector_logits=detector_logits,
+        )
         output = self.relation_head(batch)
         counts = batch.object_counts
         predicate_scores = F.softmax(output.predicate_logits.float(), dim=1)  # (R, P + 1)
@@ -178,13 +290,69 @@ class SceneGraphModel(nn.Module):
         union_features: Sequence[Tensor],
         *,
         generators: Sequence[torch.Generator] | None = None,
+        proposals: Sequence[SceneGraph] | None = None,
+        detector_logits: Sequence[Tensor] | None = None,
     ) -> tuple[dict[str, Tensor], dict[str, int]] | list[SceneGraph]:
         """:meth:`training_losses` when ``generators`` are given, else :meth:`predict`."""
         if generators is not None:
             return self.training_losses(
-                graphs, object_features, union_features, generators=generators
+                graphs,
+                object_features,
+                union_features,
+                generators=generators,
+                proposals=proposals,
+                detector_logits=detector_logits,
             )
-        return self.predict(graphs, object_features, union_features)
+        return self.predict(
+            graphs, object_features, union_features, detector_logits=detector_logits
+        )
+
+    @torch.no_grad()
+    def detect(
+        self, images: Sequence[Tensor], *, image_ids: Sequence[int] | None = None
+    ) -> tuple[list[SceneGraph], list[Tensor]]:
+        """SGDet inputs of uint8 (3, H, W) images: the frozen detector's detections as
+        relation-free graphs, and their (N_i, C + 1) class logits."""
+        if self.detector is None:
+            raise ValueError("detect: this model has no detector (only sgdet models do)")
+        ids = list(image_ids) if image_ids is not None else [-1] * len(images)
+        results = self.detector.detect(list(images))
+        graphs = [
+            detections_to_graph(
+                result, image_size=(int(image.shape[-2]), int(image.shape[-1])), image_id=image_id
+            )
+            for result, image, image_id in zip(results, images, ids, strict=True)
+        ]
+        return graphs, [result.class_logits.detach().float().cpu() for result in results]
+
+    @torch.no_grad()
+    def predict_images(
+        self, images: Sequence[Tensor], inputs: Sequence[SceneGraph] | None = None
+    ) -> list[SceneGraph]:
+        """The whole model on uint8 (3, H, W) images, in eval mode.
+
+        Args:
+            images: the images.
+            inputs: PredCls: per image the boxes and labels; SGCls: the boxes (labels are
+                ignored); SGDet: ``None``, the detector finds the boxes.
+
+        Returns:
+            Ranked predictions as :meth:`predict` gives them.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            logits = None
+            if self.mode is Mode.SGDET:
+                if inputs is not None:
+                    raise ValueError("predict_images: an sgdet model finds its own boxes")
+                inputs, logits = self.detect(images)
+            elif inputs is None:
+                raise ValueError(f"predict_images: {self.mode.value} needs input boxes")
+            objects, unions = self.extract_features(images, inputs)
+            return self.predict(inputs, objects, unions, detector_logits=logits)
+        finally:
+            self.train(was_training)
 
     def describe(self) -> dict[str, object]:
         """What checkpoint weights must match: head, mode, class counts and feature sizes."""
@@ -196,6 +364,7 @@ class SceneGraphModel(nn.Module):
             "num_objects": int(classifier.frequency_bias.num_objects),
             "num_predicates": int(classifier.num_predicates),
             "clean_branch": bool(head.clean_branch_enabled),
+            "detector": self.detector is not None,
         }
 
     def _relation_batch(
@@ -204,23 +373,28 @@ class SceneGraphModel(nn.Module):
         object_features: Sequence[Tensor],
         union_features: Sequence[Tensor],
         pairs: Sequence[Tensor],
-        training: bool,
+        *,
+        object_labels: Sequence[Tensor] | None,
+        detector_logits: Sequence[Tensor] | None,
     ) -> RelationBatch:
         device = self.device
         unions = []
         for graph, image_unions, image_pairs in zip(graphs, union_features, pairs, strict=True):
             rows = ordered_pair_index(image_pairs, graph.num_objects)  # (R_i,)
             unions.append(image_unions[rows.to(image_unions.device)])
-        give_labels = training or self.mode is Mode.PREDCLS
         return RelationBatch(
             object_features=torch.cat(list(object_features)).to(device, torch.float32),
             boxes=torch.cat([graph.boxes for graph in graphs]).to(device, torch.float32),
             image_sizes=[graph.image_size for graph in graphs],
             object_counts=[graph.num_objects for graph in graphs],
             object_labels=(
-                torch.cat([graph.labels for graph in graphs]).to(device) if give_labels else None
+                torch.cat(list(object_labels)).to(device) if object_labels is not None else None
             ),
-            detector_logits=None,
+            detector_logits=(
+                torch.cat(list(detector_logits)).to(device, torch.float32)
+                if detector_logits is not None
+                else None
+            ),
             pairs=[image_pairs.to(device) for image_pairs in pairs],
             union_features=torch.cat(unions).to(device, torch.float32),
         )

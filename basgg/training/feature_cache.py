@@ -84,17 +84,22 @@ class FeatureCache:
         }
 
 
-def extractor_digest(extractor: FrozenFeatureExtractor, *, backbone_name: str) -> dict:
-    """What the extractor's output depends on: name, weights digest and pooling settings."""
+def state_dict_sha256(module: torch.nn.Module) -> str:
+    """sha256 of a module's state dict: every name and the bytes of every tensor."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(extractor.state_dict().items()):
+    for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(
             tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
         )
+    return digest.hexdigest()
+
+
+def extractor_digest(extractor: FrozenFeatureExtractor, *, backbone_name: str) -> dict:
+    """What the extractor's output depends on: name, weights digest and pooling settings."""
     return {
         "backbone": backbone_name,
-        "weights_sha256": digest.hexdigest(),
+        "weights_sha256": state_dict_sha256(extractor),
         "object_pool": extractor.object_pool,
         "union_pool": extractor.union_pool,
         "rect_size": extractor.rect_size,
@@ -203,12 +208,25 @@ class SplitData:
     Attributes:
         name: "train", "val" or "test".
         dataset: the VG150 split (for "train", ``dataset[i]`` gives the training target).
-        inputs: per image, the graph whose boxes the features were extracted for (the
-            evaluation ground truth for "val" and "test").
+        inputs: per image, the graph whose boxes the features were extracted for (PredCls,
+            SGCls: the evaluation ground truth for "val" and "test"; SGDet: the proposals).
         features: the cached features of ``inputs``.
+        ground_truths: SGDet "val"/"test": the evaluation ground truths (else ``None``:
+            ``inputs`` are the ground truths).
+        detector_logits: SGDet: per image (N_i, C + 1) detector class logits of ``inputs``.
     """
 
     name: str
     dataset: VG150Dataset
     inputs: list[SceneGraph]
     features: FeatureCache
+    ground_truths: list[SceneGraph] | None = None
+    detector_logits: list[Tensor] | None = None
+
+    def ground_truth(self, index: int) -> SceneGraph:
+        """The evaluation ground truth of image ``index``."""
+        return self.inputs[index] if self.ground_truths is None else self.ground_truths[index]
+
+    def logits(self, index: int) -> Tensor | None:
+        """(N_i, C + 1) detector logits of image ``index`` (SGDet), else ``None``."""
+        return None if self.detector_logits is None else self.detector_logits[index]

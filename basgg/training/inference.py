@@ -46,6 +46,11 @@ def predict_split(
                     [split.inputs[i] for i in chunk],
                     [split.features.objects(i) for i in chunk],
                     [split.features.unions(i) for i in chunk],
+                    detector_logits=(
+                        None
+                        if split.detector_logits is None
+                        else [split.detector_logits[i] for i in chunk]
+                    ),
                 )
             )
         bar.update(len(chunk))
@@ -72,5 +77,5 @@ def evaluate(
         predictions = predict_split(
             model, split, indices, batch_size=batch_size, amp=amp, progress=progress
         )
-        evaluator.update([split.inputs[i] for i in indices], predictions)
+        evaluator.update([split.ground_truth(i) for i in indices], predictions)
     return evaluator.compute()

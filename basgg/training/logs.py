@@ -7,6 +7,7 @@ one uninterrupted run.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 TRAIN_LOG = "train_log.csv"
@@ -21,12 +22,19 @@ class TrainingLog:
         output_dir: the run's folder.
         resume_iteration: rows with a larger iteration are dropped (0 for a fresh run).
         tensorboard: also write TensorBoard scalars when ``torch.utils.tensorboard`` works.
+        train_columns: the columns of ``train_log.csv`` (the detector logs other losses).
     """
 
     def __init__(
-        self, output_dir: str | Path, *, resume_iteration: int = 0, tensorboard: bool = True
+        self,
+        output_dir: str | Path,
+        *,
+        resume_iteration: int = 0,
+        tensorboard: bool = True,
+        train_columns: Sequence[str] = TRAIN_COLUMNS,
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.train_columns = tuple(train_columns)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.train_path = self.output_dir / TRAIN_LOG
         self.val_path = self.output_dir / VAL_LOG
@@ -45,7 +53,7 @@ class TrainingLog:
         """One row of mean losses over the last logging window."""
         row = {"iteration": iteration, "lr": f"{lr:.6g}", "seconds": f"{seconds:.2f}"}
         row.update({name: f"{value:.6f}" for name, value in losses.items()})
-        _append(self.train_path, TRAIN_COLUMNS, row)
+        _append(self.train_path, self.train_columns, row)
         if self.writer is not None:
             self.writer.add_scalar("lr", lr, iteration)
             for name, value in losses.items():

@@ -112,29 +112,54 @@ def check_metric_name(name: str, ks: Sequence[int], key: str) -> None:
         )
 
 
-def load_batch(
-    split: SplitData, items: Sequence[tuple[int, int]], *, seed: int
-) -> tuple[list[SceneGraph], list[torch.Tensor], list[torch.Tensor], list[torch.Generator]]:
+@dataclass
+class TrainingBatch:
+    """One process's share of a batch: targets, cached features and sampling generators.
+
+    ``proposals`` and ``detector_logits`` are the SGDet inputs (``None`` otherwise).
+    """
+
+    targets: list[SceneGraph]
+    object_features: list[torch.Tensor]
+    union_features: list[torch.Tensor]
+    generators: list[torch.Generator]
+    proposals: list[SceneGraph] | None = None
+    detector_logits: list[torch.Tensor] | None = None
+
+
+def load_batch(split: SplitData, items: Sequence[tuple[int, int]], *, seed: int) -> TrainingBatch:
     """Training targets, cached features and pair-sampling generators of ``items``.
 
     Each ``(position, index)`` loads its target under a torch seed of (seed, position), so the
     duplicate-relation choice is reproducible, and gets a generator seeded likewise.
     """
-    targets, objects, unions, generators = [], [], [], []
+    sgdet = split.detector_logits is not None
+    batch = TrainingBatch(
+        targets=[],
+        object_features=[],
+        union_features=[],
+        generators=[],
+        proposals=[] if sgdet else None,
+        detector_logits=[] if sgdet else None,
+    )
     for position, index in items:
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(mix_seed(seed, position, 0))  # CPU only: fast
             _, target = split.dataset[index]
-        if target.num_objects != int(split.features.num_objects[index]):
+        boxes = split.inputs[index] if sgdet else target
+        if boxes.num_objects != int(split.features.num_objects[index]):
             raise ValueError(
-                f"train image {index} (image_id {target.image_id}): {target.num_objects} boxes "
+                f"train image {index} (image_id {target.image_id}): {boxes.num_objects} boxes "
                 f"but the feature cache has {int(split.features.num_objects[index])}"
             )
-        targets.append(target)
-        objects.append(split.features.objects(index))
-        unions.append(split.features.unions(index))
-        generators.append(torch.Generator().manual_seed(mix_seed(seed, position, 1)))
-    return targets, objects, unions, generators
+        batch.targets.append(target)
+        batch.object_features.append(split.features.objects(index))
+        batch.union_features.append(split.features.unions(index))
+        batch.generators.append(torch.Generator().manual_seed(mix_seed(seed, position, 1)))
+        if sgdet:
+            batch.proposals.append(split.inputs[index])
+            batch.detector_logits.append(split.detector_logits[index])
+    return batch
 
 
 def train_step(
@@ -154,9 +179,16 @@ def train_step(
     objects, images), and gradients are summed over processes, so the step equals the
     one-process step on the whole global batch.
     """
-    targets, objects, unions, generators = load_batch(split, items, seed=settings.seed)
+    batch = load_batch(split, items, seed=settings.seed)
     with autocast(context.device, settings.amp):
-        losses, counts = model.training_losses(targets, objects, unions, generators=generators)
+        losses, counts = model.training_losses(
+            batch.targets,
+            batch.object_features,
+            batch.union_features,
+            generators=batch.generators,
+            proposals=batch.proposals,
+            detector_logits=batch.detector_logits,
+        )
     names = [name for name in LOSS_NAMES if name in losses]
     local = torch.tensor([float(counts[name]) for name in names], dtype=torch.float64)
     total_counts = all_reduce_sum(local.clone(), context).clamp(min=1.0)

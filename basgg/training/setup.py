@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from basgg.config import Config
+from basgg.config import Config, set_value
 from basgg.data.statistics import frequency_bias_init, load_or_compute_statistics
 from basgg.data.vg150 import VG150Dataset
 from basgg.data.vg150_checks import load_image
@@ -28,6 +28,13 @@ from basgg.models.features import class_word_vectors
 from basgg.predicate_groups import predicate_groups
 from basgg.pretrained import AssetError, load_backbone_weights, load_glove
 from basgg.structures import Mode, SceneGraph
+from basgg.training.detection_cache import (
+    SplitDetections,
+    detect_split,
+    detection_cache_path,
+    read_detections,
+    save_detections,
+)
 from basgg.training.distributed import DistributedContext, barrier, mix_seed
 from basgg.training.feature_cache import (
     SplitData,
@@ -36,6 +43,7 @@ from basgg.training.feature_cache import (
     read_feature_cache,
     save_feature_cache,
 )
+from basgg.training.schedule import LearningRateSchedule
 
 RANDOM = "random"
 RANDOM_WORD_STD = 0.1
@@ -62,13 +70,72 @@ def resolve_config_path(path: str | None) -> Path | None:
     return packaged if packaged.is_file() else Path(path)
 
 
-def check_stage(config: Config) -> None:
-    """Refuse what the commands cannot run: SGDet (no detector yet)."""
-    if config.mode is Mode.SGDET:
+DETECTOR_KEY = "MODEL.PRETRAINED_DETECTOR_CKPT"
+# MODEL.DETECTOR fields a relation run sets for itself; the others are the trained
+# detector's architecture and always come from its checkpoint
+DETECTOR_RUN_SETTINGS = ("SCORE_THRESH", "NMS_THRESH", "DETECTIONS_PER_IMG")
+
+
+def check_stage(config: Config, *, training: bool = False) -> None:
+    """Refuse what a command cannot run: SGDet training without a trained detector."""
+    if config.mode is not Mode.SGDET or not training:
+        return
+    detector = config.MODEL.PRETRAINED_DETECTOR_CKPT
+    stage_one = config.MODEL.PRETRAINED_MODEL_CKPT
+    if detector:
+        if not Path(detector).is_file():
+            raise ValueError(f"{DETECTOR_KEY}: {detector}: detector checkpoint not found")
+    elif not stage_one:
         raise ValueError(
-            "MODEL.ROI_RELATION_HEAD.USE_GT_BOX False (SGDet) needs a detector, which basgg "
-            "does not have yet; use PredCls or SGCls"
+            f"SGDet (MODEL.ROI_RELATION_HEAD.USE_GT_BOX False) needs a trained detector in "
+            f"{DETECTOR_KEY} (it is empty); train one with basgg train-detector"
         )
+
+
+def sync_detector_config(config: Config, saved_config: dict, *, source: str) -> None:
+    """Copy the detector architecture (every ``MODEL.DETECTOR`` field but the run settings
+    :data:`DETECTOR_RUN_SETTINGS`) from a checkpoint's saved config, so the model built from
+    ``config`` has the checkpoint's detector shapes."""
+    saved = saved_config.get("MODEL", {}).get("DETECTOR")
+    if not isinstance(saved, dict):
+        raise ValueError(f"{source}: the checkpoint's config has no MODEL.DETECTOR section")
+    for key, value in saved.items():
+        if key not in DETECTOR_RUN_SETTINGS:
+            set_value(config, f"MODEL.DETECTOR.{key}", value, source=source, from_text=False)
+
+
+def detector_checkpoint(config: Config) -> str:
+    """The checkpoint an SGDet training run takes its detector from:
+    ``MODEL.PRETRAINED_DETECTOR_CKPT`` when set, else the model of ``PRETRAINED_MODEL_CKPT``
+    (BA-SGG stage 2 starting from a stage-1 SGDet model)."""
+    return config.MODEL.PRETRAINED_DETECTOR_CKPT or config.MODEL.PRETRAINED_MODEL_CKPT
+
+
+def build_optimization(
+    config: Config, parameters: list[torch.nn.Parameter], device: torch.device
+) -> tuple[torch.optim.SGD, LearningRateSchedule, torch.amp.GradScaler]:
+    """SGD over ``parameters``, its warm-up schedule and the AMP gradient scaler (enabled
+    with ``SOLVER.AMP`` on CUDA only), from ``SOLVER``."""
+    solver = config.SOLVER
+    optimizer = torch.optim.SGD(
+        parameters, lr=solver.BASE_LR, momentum=solver.MOMENTUM, weight_decay=solver.WEIGHT_DECAY
+    )
+    schedule = LearningRateSchedule(
+        optimizer,
+        base_lr=solver.BASE_LR,
+        schedule_type=solver.SCHEDULE.TYPE,
+        warmup_iters=solver.WARMUP_ITERS,
+        warmup_start=solver.WARMUP_FACTOR,
+        steps=solver.STEPS,
+        gamma=solver.GAMMA,
+        patience=solver.SCHEDULE.PATIENCE,
+        threshold=solver.SCHEDULE.THRESHOLD,
+        cooldown=solver.SCHEDULE.COOLDOWN,
+        factor=solver.SCHEDULE.FACTOR,
+        max_decay_step=solver.SCHEDULE.MAX_DECAY_STEP,
+    )
+    use_amp = solver.AMP and device.type == "cuda"
+    return optimizer, schedule, torch.amp.GradScaler(device.type, enabled=use_amp)
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:
@@ -218,13 +285,23 @@ def prepare_split(
 
     Train inputs are the training targets' boxes (or, with ``ground_truth_inputs``, the
     evaluation ground truths, every box kept); val/test inputs are the evaluation ground
-    truths. The main process extracts and saves; the others then read the file.
+    truths. In SGDet the inputs are the frozen detector's proposals
+    (:func:`prepare_detections`). The main process extracts and saves; the others then read
+    the file.
     """
     split = dataset.split
+    ground_truths, logits = None, None
     if ground_truth_inputs:
         inputs = [dataset.ground_truth(index) for index in range(len(dataset))]
     else:
         inputs = [_input_graph(dataset, index) for index in range(len(dataset))]
+    if config.mode is Mode.SGDET and not ground_truth_inputs:
+        detections = prepare_detections(
+            config, model, dataset, inputs, context=context, progress=progress
+        )
+        if split != "train":
+            ground_truths = inputs
+        inputs, logits = detections.graphs, detections.logits
     paths = [dataset.image_path(index) for index in range(len(dataset))]
     extractor = model.feature_extractor
     path = cache_path(
@@ -261,7 +338,70 @@ def prepare_split(
         cache = read_feature_cache(path, num_images=len(inputs))
         if cache is None:
             raise ValueError(f"{path}: feature cache written by the main process is unreadable")
-    return SplitData(name=split, dataset=dataset, inputs=inputs, features=cache)
+    return SplitData(
+        name=split,
+        dataset=dataset,
+        inputs=inputs,
+        features=cache,
+        ground_truths=ground_truths,
+        detector_logits=logits,
+    )
+
+
+def prepare_detections(
+    config: Config,
+    model: SceneGraphModel,
+    dataset: VG150Dataset,
+    graphs: list[SceneGraph],
+    *,
+    context: DistributedContext,
+    progress: bool = True,
+) -> SplitDetections:
+    """SGDet proposals of a split from the model's frozen detector (cached like features).
+
+    ``graphs`` are the split's ground truths (train: the training targets, whose boxes are
+    added to the proposals, at most ``MODEL.DETECTOR.DETECTIONS_PER_IMG`` boxes in all).
+    """
+    split = dataset.split
+    paths = [dataset.image_path(index) for index in range(len(dataset))]
+    ground_truths = graphs if split == "train" else None
+    max_boxes = config.MODEL.DETECTOR.DETECTIONS_PER_IMG
+    path = detection_cache_path(
+        feature_cache_dir(config),
+        split,
+        model=model,
+        ground_truths=ground_truths,
+        image_graphs=graphs,
+        image_paths=paths,
+        max_boxes=max_boxes,
+    )
+    detections = None
+    if context.is_main:
+        detections = read_detections(path, num_images=len(graphs)) if path.exists() else None
+        if detections is None:
+            bar = tqdm(
+                total=len(graphs),
+                desc=f"detections {split}",
+                disable=not progress,
+                dynamic_ncols=True,
+            )
+            detections = detect_split(
+                model,
+                [graph.image_id for graph in graphs],
+                lambda index: load_split_image(dataset, index),
+                ground_truths=ground_truths,
+                max_boxes=max_boxes,
+                batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
+                progress=bar.update,
+            )
+            bar.close()
+            save_detections(detections, path)
+    barrier(context)
+    if detections is None:
+        detections = read_detections(path, num_images=len(graphs))
+        if detections is None:
+            raise ValueError(f"{path}: detection cache written by the main process is unreadable")
+    return detections
 
 
 def _input_graph(dataset: VG150Dataset, index: int) -> SceneGraph:

@@ -155,7 +155,13 @@ def balanced_train_split(
         num_objects=features.num_objects[torch.from_numpy(positions)].clone(),
     )
     inputs = [split.inputs[int(i)] for i in positions]
-    return SplitData(name=split.name, dataset=dataset, inputs=inputs, features=cache), selection
+    logits = None
+    if split.detector_logits is not None:  # SGDet: the proposals' detector logits
+        logits = [split.detector_logits[int(i)] for i in positions]
+    kept = SplitData(
+        name=split.name, dataset=dataset, inputs=inputs, features=cache, detector_logits=logits
+    )
+    return kept, selection
 
 
 def _concat(rows: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
