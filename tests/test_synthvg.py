@@ -1,4 +1,5 @@
-"""SynthVG: VG150 layout, determinism, visible boxes, annotation model and long tail."""
+"""SynthVG: VG150 layout, determinism, visible boxes, annotation model, long tail and the
+layout-decided situations (spatial rules, pets, perched birds, bystanders)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,17 @@ from basgg.data.synthvg import (
     synthesize,
     synthvg_vocabulary,
 )
-from basgg.data.synthvg_grammar import PREDICATE_ANCESTORS, TrueRelation, annotate
+from basgg.data.synthvg_animals import perched, pet
+from basgg.data.synthvg_grammar import (
+    PREDICATE_ANCESTORS,
+    PlannedObject,
+    SceneBuilder,
+    TrueRelation,
+    annotate,
+)
+from basgg.data.synthvg_scenery import add_table, lay_ground
+from basgg.data.synthvg_situations import rider
+from basgg.data.synthvg_spatial import spatial_predicates
 from basgg.data.vg150_format import VG150Files
 from basgg.data.vocabulary import BACKGROUND, VG150_OBJECTS, VG150_PREDICATES
 
@@ -208,3 +219,102 @@ def test_synth_command_writes_dataset_and_report(tmp_path: Path, capsys) -> None
     with h5py.File(out / "VG-SGG-with-attri.h5", "r") as h5:
         assert h5["split"][()].tolist() == [0, 0, 0, 2, 2]
     assert main(["data", "synth", "--out", str(out), "--num-train", "1"]) == 2  # exists
+
+
+def _thing(name: str, box: tuple[float, float, float, float]) -> PlannedObject:
+    return PlannedObject(name=name, box=box, depth=0.0, group=0)
+
+
+def test_spatial_rules_by_hand() -> None:
+    person = _thing("person", (95, 70, 135, 190))
+    # 10 px clear of the head (>= 0.02 * 240 = 4.8) with horizontal overlap: above / under
+    assert spatial_predicates(_thing("bird", (100, 40, 120, 60)), person, 240) == (
+        "above",
+        "under",
+    )
+    assert spatial_predicates(_thing("bird", (100, 57, 120, 67)), person, 240) is None  # 3 px
+    man = _thing("man", (120, 70, 160, 190))
+    # overlapping, feet 30 px apart (> 0.1 * 240 = 24): the farther one is behind
+    assert spatial_predicates(_thing("person", (100, 50, 140, 160)), man, 240) == (
+        "behind",
+        "in front of",
+    )
+    # feet 18 px apart: neither clearly behind nor near (< 0.05 * 240 = 12): left out
+    assert spatial_predicates(_thing("person", (100, 50, 140, 172)), man, 240) is None
+    # feet 6 px apart, 10 px gap (< half the narrower width): near both ways
+    assert spatial_predicates(
+        _thing("person", (110, 50, 150, 184)), _thing("man", (160, 70, 200, 190)), 240
+    ) == (
+        "near",
+        "near",
+    )
+
+
+def _scene(seed: int, kind: str) -> SceneBuilder:
+    scene = SceneBuilder(
+        rng=np.random.default_rng(seed), glyphs=load_glyphs(), width=320, height=240, kind=kind
+    )
+    lay_ground(scene)
+    return scene
+
+
+def test_pets_are_on_or_under_furniture_as_drawn() -> None:
+    seen = Counter()
+    for seed in range(40):
+        scene = _scene(seed, "indoor")
+        add_table(scene, scene.new_group())
+        pet(scene)
+        relation = scene.relations[-1]
+        ax1, ay1, ax2, ay2 = scene.objects[relation.subject].box
+        x1, y1, x2, y2 = scene.objects[relation.object].box
+        seen[(scene.objects[relation.object].name, relation.predicate)] += 1
+        assert x1 < (ax1 + ax2) / 2 < x2
+        if relation.predicate == "on":  # feet on the top board
+            assert y1 < ay2 < y1 + 0.25 * (y2 - y1)
+        else:  # on the floor, below the board
+            assert relation.predicate == "under" and ay2 >= y2 and ay1 > y1 + 0.3 * (y2 - y1)
+    assert set(seen) == {("table", "on"), ("table", "under")}
+    assert min(seen.values()) >= 10
+
+
+def test_perched_birds_sit_in_the_crown_and_doves_fly_above() -> None:
+    seen = Counter()
+    for seed in range(40):
+        scene = _scene(seed, "park")
+        perched(scene)
+        for relation in scene.relations:
+            bird, support = scene.objects[relation.subject], scene.objects[relation.object]
+            seen[relation.predicate] += 1
+            assert bird.name == "bird" and support.name in ("tree", "fence")
+            assert support.box[0] < (bird.box[0] + bird.box[2]) / 2 < support.box[2]
+            if relation.predicate == "on":
+                assert support.box[1] < bird.box[3] < support.box[3]
+            else:  # the layout rule agrees with the situation
+                assert spatial_predicates(bird, support, 240) == ("above", "under")
+    assert seen["on"] >= 35 and seen["above"] >= 8
+
+
+def test_bystanders_stand_near_a_ridden_mount() -> None:
+    seen = Counter()
+    for seed in range(60):
+        scene = _scene(seed, "park")
+        rider(scene)
+        for relation in scene.relations:
+            seen[relation.predicate] += 1
+            if relation.predicate == "near":
+                person, mount = scene.objects[relation.subject], scene.objects[relation.object]
+                assert person.name in ("person", "man", "woman")
+                assert mount.name in ("horse", "elephant", "bike")
+                assert spatial_predicates(person, mount, 240) == ("near", "near")
+    assert seen["riding"] == 60 and seen["near"] >= 12
+
+
+def test_vocabulary_follows_the_situations_that_record_spatial_relations() -> None:
+    # no sampler draws and no perched birds: nothing above, behind or in front of; bystanders
+    # are still "near" and pets or bags "under" a table
+    settings = load_settings(spatial_per_image=0.0, situation_weights={"perched": 0.0})
+    predicates = synthvg_vocabulary(settings, load_glyphs()).predicates
+    never = {"above", "behind", "in front of"}
+    assert not never & set(predicates) and {"near", "under"} <= set(predicates)
+    labels = {label for image in sample_annotations(settings, range(150)) for label, _ in image}
+    assert not never & labels and {"near", "under"} <= labels

@@ -3,7 +3,7 @@
 A scene is planned before it is drawn (:func:`basgg.data.synthvg_situations.sample_scene`):
 situations place objects through a :class:`SceneBuilder` and record *true* relations whose
 specific predicate is visible in the layout, and
-:func:`basgg.data.synthvg_scenery.add_spatial_relations` adds relations that the geometry
+:func:`basgg.data.synthvg_spatial.add_spatial_relations` adds relations that the geometry
 makes true. :func:`annotate` then plays the annotator: it keeps each true
 relation with some probability and labels it with the specific predicate or one of its
 general ancestors (``PREDICATE_ANCESTORS``).
@@ -47,6 +47,8 @@ SITUATION_PREDICATES: dict[str, tuple[str, ...]] = {
     "seated": ("sitting on",),
     "lying": ("laying on",),
     "tableware": ("on",),
+    "pet": ("on",),
+    "perched": ("on",),
     "dressed": ("wearing", "wears"),
     "holder": ("holding",),
     "carrier": ("carrying",),
@@ -54,6 +56,19 @@ SITUATION_PREDICATES: dict[str, tuple[str, ...]] = {
     "mounted": ("mounted on",),
     "parts": ("has", "part of"),
     "spatial": ("above", "behind", "in front of", "near", "under"),
+}
+
+# situation -> spatial predicates it records itself, besides the spatial sampler's draws: a
+# pet or bag under a table, a person under an umbrella, a bystander near a mount, seat or bed,
+# a dove above a bird's perch
+SITUATION_SPATIAL: dict[str, tuple[str, ...]] = {
+    "pet": ("under",),
+    "tableware": ("under",),
+    "holder": ("under",),
+    "rider": ("near",),
+    "seated": ("near",),
+    "lying": ("near",),
+    "perched": ("above",),
 }
 
 SCENE_KINDS = ("street", "park", "beach", "snow", "indoor")

@@ -2,22 +2,16 @@
 
 :func:`lay_ground` sets the horizon and the ground bands of a scene kind (annotated bands such
 as street, sidewalk, beach, snow and tile become objects). The anchor situations here place
-things rather than people: ``tableware`` (items on a table or shelf), ``mounted`` (a sign,
-clock or traffic light on a pole or a building), ``building`` (a house or building whose
-parts are marked later) and ``scenery`` (trees, flying birds, planes and kites, flowers,
-animals, boats, a pet under a table: partners for spatial relations).
-:func:`add_spatial_relations` then draws spatial relations (above, under, behind, in front
-of, near) that the finished layout makes true. Sizes are pixels at a 240-pixel image height,
-scaled by perspective.
+things rather than people: ``tableware`` (items on a table or shelf, sometimes a bag under
+the table), ``mounted`` (a sign, clock or traffic light on a pole or a building),
+``building`` (a house or building whose parts are marked later) and ``scenery`` (trees,
+flying birds, planes and kites, flowers, animals, boats: partners for spatial relations).
+Sizes are pixels at a 240-pixel image height, scaled by perspective.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-import numpy as np
-
-from basgg.data.synthvg_grammar import Ground, PlannedObject, SceneBuilder
+from basgg.data.synthvg_grammar import Ground, SceneBuilder
 
 WALKABLE = ("sidewalk", "street", "beach", "snow", "tile")
 TABLE_ITEMS = {
@@ -39,9 +33,10 @@ TABLE_ITEMS = {
     "clock": (24, 30),
 }
 OUTDOOR_ITEMS = ("cup", "plate", "bowl", "bottle", "glass", "pizza", "banana", "orange", "basket")
-# objects off the ground: the only subjects of "above" (and objects of "under")
-ELEVATED = frozenset({"bird", "airplane", "kite", "sign", "clock", "light", "window", "shelf"})
+FLYING_BIRD = "1f54a-fe0f"  # the dove; the other bird glyphs stand
 SHELF_ITEMS = ("book", "vase", "plant", "clock", "box", "bottle", "cup", "basket")
+UNDER_TABLE = ("bag", "basket", "box")
+UNDER_TABLE_RATE = 0.3
 
 
 def size(scene: SceneBuilder, low: float, high: float, foot: float | None = None) -> float:
@@ -138,8 +133,46 @@ def bench_box(scene: SceneBuilder, foot: float) -> tuple[float, float, float, fl
     return center - width / 2, foot - height, center + width / 2, foot
 
 
+def add_table(scene: SceneBuilder, group: int) -> tuple[int, float, float, float, float]:
+    """A table standing on the floor, sidewalk or grass, in a free slot.
+
+    Returns:
+        Its object index, centre x, width, top y and top-board thickness.
+    """
+    foot = (
+        floor_y(scene)
+        if scene.kind == "indoor"
+        else scene.foot_in(scene.ground("sidewalk") or scene.ground("grass"), 0.3)
+    )
+    height = size(scene, 44, 56, foot)
+    width = height * scene.uniform(1.8, 2.6)
+    x = on_ground(scene, width, foot)
+    top = foot - height
+    index = scene.add_surface("table", (x - width / 2, top, x + width / 2, foot), foot, group)
+    return index, x, width, top, 0.18 * height
+
+
+def _under_table(scene: SceneBuilder, table: int) -> None:
+    """A bag, basket or box on the ground under a table (``under``)."""
+    x1, y1, x2, y2 = scene.objects[table].box
+    name = scene.choose(UNDER_TABLE)
+    stem = scene.stem(name)
+    height = min(0.45 * (y2 - y1), 0.5 * (x2 - x1) / scene.glyphs.aspect(stem))
+    item = scene.add_glyph(
+        name,
+        stem,
+        height=height,
+        center_x=x1 + scene.uniform(0.3, 0.7) * (x2 - x1),
+        bottom=y2 + scene.uniform(0, 3) * scene.unit,
+        depth=scene.objects[table].depth + 0.2,
+        group=scene.new_group(),
+    )
+    scene.relate(item, table, "under", "spatial")
+
+
 def tableware(scene: SceneBuilder) -> None:
-    """One to four items standing on a table top or a wall shelf (``on``)."""
+    """One to four items standing on a table top or a wall shelf (``on``); sometimes a bag,
+    basket or box on the ground under the table (``under``)."""
     group = scene.new_group()
     if scene.kind == "indoor" and scene.chance(0.35):
         width = size(scene, 80, 120)
@@ -151,18 +184,12 @@ def tableware(scene: SceneBuilder) -> None:
         )
         names, depth, scale = SHELF_ITEMS, -399, scene.unit
     else:
-        foot = (
-            floor_y(scene)
-            if scene.kind == "indoor"
-            else scene.foot_in(scene.ground("sidewalk") or scene.ground("grass"), 0.3)
-        )
-        height = size(scene, 44, 56, foot)
-        width = height * scene.uniform(1.8, 2.6)
-        x = on_ground(scene, width, foot)
-        top, thickness = foot - height, 0.18 * height
-        support = scene.add_surface("table", (x - width / 2, top, x + width / 2, foot), foot, group)
+        support, x, width, top, thickness = add_table(scene, group)
+        foot = scene.objects[support].box[3]
         names = tuple(TABLE_ITEMS) if scene.kind == "indoor" else OUTDOOR_ITEMS
         depth, scale = foot + 0.5, scene.scale_at(foot)
+        if scene.chance(UNDER_TABLE_RATE):
+            _under_table(scene, support)
     count = int(scene.choose((1, 2, 3, 4), (0.2, 0.35, 0.3, 0.15)))
     for k in range(count):
         name = scene.choose(names)
@@ -239,7 +266,7 @@ def _flying(scene: SceneBuilder, name: str, low: float, high: float) -> None:
     bottom = scene.uniform(height + 2, max(height + 3, 0.9 * scene.horizon))
     scene.add_glyph(
         name,
-        scene.stem(name),
+        scene.stem(name) if name != "bird" else FLYING_BIRD,
         height=height,
         bottom=bottom,
         center_x=scene.uniform(height, scene.width - height),
@@ -248,32 +275,13 @@ def _flying(scene: SceneBuilder, name: str, low: float, high: float) -> None:
     )
 
 
-def _standing_thing(scene: SceneBuilder, name: str, low: float, high: float, foot: float) -> int:
+def standing_thing(scene: SceneBuilder, name: str, low: float, high: float, foot: float) -> int:
     stem = scene.stem(name)
     height = size(scene, low, high, foot)
     center = on_ground(scene, height * scene.glyphs.aspect(stem), foot)
     return scene.add_glyph(
         name, stem, height=height, center_x=center, bottom=foot, depth=foot, group=scene.new_group()
     )
-
-
-def _pet_under_table(scene: SceneBuilder) -> None:
-    tables = [i for i, o in enumerate(scene.objects) if o.name == "table"]
-    table = scene.objects[scene.choose(tables)]
-    x1, y1, x2, y2 = table.box
-    name = scene.choose(("dog", "cat"))
-    stem = scene.stem(name)
-    height = min(0.6 * (y2 - y1), 0.8 * (x2 - x1) / scene.glyphs.aspect(stem))
-    pet = scene.add_glyph(
-        name,
-        stem,
-        height=height,
-        center_x=x1 + scene.uniform(0.3, 0.7) * (x2 - x1),
-        bottom=y2 + scene.uniform(1, 6) * scene.unit,
-        depth=table.depth + 0.3,
-        group=table.group,
-    )
-    scene.relate(pet, scene.objects.index(table), "under", "spatial")
 
 
 def scenery(scene: SceneBuilder) -> None:
@@ -286,94 +294,20 @@ def scenery(scene: SceneBuilder) -> None:
         options.update(kite=0.6, flower=0.6 if kind == "park" else 0.0)
     if kind == "beach":
         options["boat"] = 1.0
-    if any(o.name == "table" for o in scene.objects):
-        options["under table"] = 1.5
     choice = scene.choose(list(options), list(options.values()))
     if choice == "tree":
         ground = scene.ground("sidewalk") if kind == "street" else None
         foot = scene.foot_in(ground, 0.0, 0.6) if ground else floor_y(scene)
-        _standing_thing(scene, "tree", 100, 145, foot)
+        standing_thing(scene, "tree", 100, 145, foot)
     elif choice in ("bird", "airplane", "kite"):
         _flying(scene, choice, *{"bird": (18, 26), "airplane": (24, 34), "kite": (26, 36)}[choice])
     elif choice == "flower":
-        _standing_thing(scene, "flower", 22, 30, floor_y(scene))
+        standing_thing(scene, "flower", 22, 30, floor_y(scene))
     elif choice == "boat":
         sea = scene.ground("sea")
-        _standing_thing(scene, "boat", 30, 42, scene.foot_in(sea, 0.5, 1.0))
-    elif choice == "under table":
-        _pet_under_table(scene)
+        standing_thing(scene, "boat", 30, 42, scene.foot_in(sea, 0.5, 1.0))
     else:
         names = ("dog", "cat", "sheep", "giraffe") if kind == "park" else ("dog", "cat")
         name = scene.choose(names)
         sizes = {"dog": (38, 50), "cat": (32, 42), "sheep": (42, 52), "giraffe": (110, 135)}
-        _standing_thing(scene, name, *sizes[name], floor_y(scene))
-
-
-def foot_y(planned: PlannedObject) -> float:
-    """Where an object meets the ground (the bottom of its box)."""
-    return planned.box[3]
-
-
-def spatial_predicates(
-    first: PlannedObject, second: PlannedObject, image_height: int
-) -> tuple[str, str] | None:
-    """The spatial predicates (first -> second, second -> first) the layout makes true.
-
-    ``above`` / ``under``: an elevated object (``ELEVATED``) entirely above another with
-    horizontal overlap; ``behind`` / ``in front of``: grounded objects whose boxes overlap at
-    clearly different depths; ``near``: grounded objects at a similar depth, a small gap apart.
-    """
-    ax1, ay1, ax2, ay2 = first.box
-    bx1, by1, bx2, by2 = second.box
-    overlap_x = min(ax2, bx2) - max(ax1, bx1)
-    min_width = min(ax2 - ax1, bx2 - bx1)
-    elevated = (first.name in ELEVATED, second.name in ELEVATED)
-    if overlap_x > 0.25 * min_width and elevated[0] != elevated[1]:
-        if elevated[0] and ay2 <= by1:
-            return "above", "under"
-        if elevated[1] and by2 <= ay1:
-            return "under", "above"
-    if any(elevated):
-        return None
-    depth_gap = foot_y(first) - foot_y(second)
-    overlap_y = min(ay2, by2) - max(ay1, by1)
-    if overlap_x > 0.2 * min_width and overlap_y > 0 and abs(depth_gap) > 0.06 * image_height:
-        return ("behind", "in front of") if depth_gap < 0 else ("in front of", "behind")
-    if abs(depth_gap) < 0.08 * image_height and -overlap_x < 0.5 * min_width:
-        return "near", "near"
-    return None
-
-
-def spatial_candidates(scene: SceneBuilder) -> list[tuple[int, int, str]]:
-    """Every true (subject, object, predicate) spatial relation between unrelated objects.
-
-    Only primary objects of different situations (groups) take part.
-    """
-    found = []
-    primary = [i for i, o in enumerate(scene.objects) if o.primary]
-    for position, a in enumerate(primary):
-        for b in primary[position + 1 :]:
-            first, second = scene.objects[a], scene.objects[b]
-            if first.group == second.group or scene.related(a, b):
-                continue
-            predicates = spatial_predicates(first, second, scene.height)
-            if predicates is not None:
-                found += [(a, b, predicates[0]), (b, a, predicates[1])]
-    return found
-
-
-def add_spatial_relations(scene: SceneBuilder, mean: float, weights: Mapping[str, float]) -> None:
-    """Record about ``mean`` spatial relations, drawn from the layout's candidates.
-
-    Each unordered pair takes at most one relation; predicates are drawn with ``weights``.
-    """
-    candidates = [c for c in spatial_candidates(scene) if weights.get(c[2], 0.0) > 0]
-    wanted = int(scene.rng.poisson(mean))
-    while wanted > 0 and candidates:
-        p = np.array([weights[c[2]] for c in candidates], dtype=np.float64)
-        subject, object_, predicate = candidates[
-            int(scene.rng.choice(len(candidates), p=p / p.sum()))
-        ]
-        scene.relate(subject, object_, predicate, "spatial")
-        candidates = [c for c in candidates if {c[0], c[1]} != {subject, object_}]
-        wanted -= 1
+        standing_thing(scene, name, *sizes[name], floor_y(scene))

@@ -1,13 +1,15 @@
 """SynthVG situations with people and vehicles, and the scene sampler.
 
 Each anchor situation places new objects so that its specific predicate is visible: a rider
-sits on its mount (hips hidden by the mount), a car stands in the street, a walking glyph
-walks and a standing glyph stands on a ground band, a seated person's upper body rests on a
-chair or bench seat, a lying person is rotated onto a bed, bench or beach, and a dog, cat or
-kneeling person faces what it looks at. :func:`sample_scene` draws situations until the
-object budget is met; after each one, ``add_accessories`` dresses the new people and marks
-parts of the new vehicles and buildings. Glyph fractions are measured on the vendored glyphs
-(cropped to their visible extent; animals, vehicles and walking or kneeling people face left).
+sits on its mount (hips hidden by the mount), a car stands in the street, walking and
+standing glyphs (alone or two or three side by side) stand on a ground band, a seated
+person's upper body rests on a chair or bench seat, a lying person is rotated onto a bed,
+bench or beach. A ridden mount, a used seat or bed sometimes has a bystander standing beside
+it (``near``), so that the same class pair carries a predicate only the layout tells.
+:func:`sample_scene` draws situations until the object budget is met; after each one,
+``add_accessories`` dresses the new people and marks parts of the new vehicles and
+buildings. Glyph fractions are measured on the vendored glyphs (cropped to their visible
+extent; animals, vehicles and walking or kneeling people face left).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from basgg.data.glyphs import GlyphSet
 from basgg.data.synthvg_accessories import add_accessories, add_person
+from basgg.data.synthvg_animals import gaze, perched, pet
 from basgg.data.synthvg_grammar import (
     SCENE_KINDS,
     SceneBuilder,
@@ -25,7 +28,6 @@ from basgg.data.synthvg_grammar import (
     weighted_choice,
 )
 from basgg.data.synthvg_scenery import (
-    add_spatial_relations,
     bench_box,
     building,
     floor_y,
@@ -37,7 +39,10 @@ from basgg.data.synthvg_scenery import (
     tableware,
     walkable_grounds,
 )
+from basgg.data.synthvg_spatial import add_spatial_relations
 
+BYSTANDER_RATE = 0.35  # a person standing beside a ridden mount, a used seat or bed
+CROWD_WEIGHTS = (0.55, 0.3, 0.15)  # one, two or three people per pedestrian / standing group
 # mount glyph -> (seat x, seat y) fractions, rider height / mount height, mount hides the hips
 MOUNT_SEATS = {
     "1f40e": (0.5, 0.36, 1.0, True),
@@ -86,6 +91,36 @@ def rider(scene: SceneBuilder) -> None:
     )
     scene.relate(person, mount_index, "riding", "rider")
     scene.part_holders.append(mount_index)
+    if scene.chance(BYSTANDER_RATE):
+        _bystander(scene, mount_index)
+
+
+def _bystander(scene: SceneBuilder, target: int) -> None:
+    """A person standing beside ``target`` on the same ground (``near``), not using it."""
+    x1, _, x2, foot = scene.objects[target].box
+    height = size(scene, 105, 130, foot)
+    width = 0.33 * height
+    gap = scene.uniform(0.05, 0.45) * width  # a clear "near" (see spatial_predicates)
+    left, right = x1 - gap - width / 2, x2 + gap + width / 2
+    fits_left, fits_right = left - width / 2 > 0, right + width / 2 < scene.width
+    if not (fits_left or fits_right):
+        return
+    center = left if fits_left and (not fits_right or scene.chance(0.5)) else right
+    foot = min(foot + scene.uniform(-3, 3) * scene.unit, scene.height - 1)
+    scene.reserve(center - width / 2, center + width / 2, foot)
+    person = add_person(
+        scene,
+        "standing",
+        height=height,
+        center_x=center,
+        bottom=foot,
+        depth=foot + 0.2,
+        group=scene.new_group(),
+    )
+    scene.relate(person, target, "near", "spatial")
+    ground = next((g for g in scene.grounds if g.top <= foot <= g.bottom), None)
+    if ground is not None and ground.index is not None:
+        scene.relate(person, ground.index, "standing on", "standing")
 
 
 def parked(scene: SceneBuilder) -> None:
@@ -111,22 +146,29 @@ def parked(scene: SceneBuilder) -> None:
 
 
 def _on_foot(scene: SceneBuilder, pose: str, predicate: str, situation: str) -> None:
-    """A walking or standing glyph with its feet on a ground band."""
+    """One to three walking or standing glyphs side by side, feet on a ground band."""
     ground = scene.choose(walkable_grounds(scene))
     foot = scene.foot_in(ground, 0.2)
-    height = size(scene, 105, 130, foot)
+    count = int(scene.choose((1, 2, 3), CROWD_WEIGHTS))
     stem_aspect = 0.33 if pose == "standing" else 0.58
-    center = on_ground(scene, height * stem_aspect, foot)
-    person = add_person(
-        scene,
-        pose,
-        height=height,
-        center_x=center,
-        bottom=foot,
-        depth=foot,
-        group=scene.new_group(),
-    )
-    scene.relate(person, ground.index, predicate, situation)
+    heights = [size(scene, 105, 130, foot) for _ in range(count)]
+    gaps = [scene.uniform(0.05, 0.5) * h * stem_aspect for h in heights[1:]]
+    total = sum(h * stem_aspect for h in heights) + sum(gaps)
+    left = on_ground(scene, total, foot) - total / 2
+    for k, height in enumerate(heights):
+        width = height * stem_aspect
+        own_foot = min(foot + scene.uniform(-4, 4) * scene.unit, scene.height - 1)
+        person = add_person(
+            scene,
+            pose,
+            height=height,
+            center_x=left + width / 2,
+            bottom=own_foot,
+            depth=own_foot,
+            group=scene.new_group(),
+        )
+        scene.relate(person, ground.index, predicate, situation)
+        left += width + (gaps[k] if k < len(gaps) else 0.0)
 
 
 def pedestrian(scene: SceneBuilder) -> None:
@@ -171,6 +213,8 @@ def seated(scene: SceneBuilder) -> None:
             group=group,
         )
         scene.relate(person, seat, "sitting on", "seated")
+    if scene.chance(BYSTANDER_RATE):
+        _bystander(scene, seat)
 
 
 def lying(scene: SceneBuilder) -> None:
@@ -217,84 +261,8 @@ def lying(scene: SceneBuilder) -> None:
         rotation=270 if flip else 90,
     )
     scene.relate(person, support, "laying on", "lying")
-
-
-GAZE_TARGETS = {  # target class -> (size range, specific predicate)
-    "giraffe": ((105, 130), "watching"),
-    "elephant": ((85, 105), "watching"),
-    "sheep": ((42, 52), "watching"),
-    "horse": ((85, 105), "watching"),
-    "screen": ((38, 46), "watching"),
-    "bird": ((18, 24), "looking at"),
-    "flower": ((22, 30), "looking at"),
-    "dog": ((38, 50), "looking at"),
-    "cat": ((32, 42), "looking at"),
-}
-
-GAZE_TARGETS_BY_KIND = {
-    "park": ("giraffe", "elephant", "sheep", "bird", "flower", "dog", "cat"),
-    "indoor": ("screen", "dog", "cat"),
-    "street": ("horse", "bird", "dog", "cat"),
-    "beach": ("horse", "bird", "dog", "cat"),
-    "snow": ("horse", "bird", "dog", "cat"),
-}
-
-
-def gaze(scene: SceneBuilder) -> None:
-    """A dog, cat or kneeling person facing its target (``looking at`` / ``watching``)."""
-    group = scene.new_group()
-    foot = floor_y(scene)
-    subject = scene.choose(("dog", "cat", "kneeling"), (0.35, 0.25, 0.4))
-    targets = GAZE_TARGETS_BY_KIND[scene.kind]
-    target = scene.choose([t for t in targets if t != subject])
-    (low, high), predicate = GAZE_TARGETS[target]
-    target_stem = scene.stem(target)
-    target_height = size(scene, low, high, foot)
-    target_width = target_height * scene.glyphs.aspect(target_stem)
-    sizes = {"dog": (38, 50), "cat": (32, 42), "kneeling": (72, 88)}
-    subject_height = size(scene, *sizes[subject], foot)
-    subject_stem = scene.stem(subject) if subject != "kneeling" else None
-    subject_width = subject_height * (
-        0.7 if subject_stem is None else scene.glyphs.aspect(subject_stem)
-    )
-    gap = scene.uniform(0.1, 0.8) * subject_width
-    total = subject_width + gap + target_width
-    left = on_ground(scene, total, foot) - total / 2
-    target_left = scene.chance(0.5)  # target on the left: the subject keeps facing left
-    subject_x = left + (target_width + gap if target_left else 0) + subject_width / 2
-    target_x = left + (0 if target_left else subject_width + gap) + target_width / 2
-    if subject == "kneeling":
-        seen = add_person(
-            scene,
-            "kneeling",
-            height=subject_height,
-            center_x=subject_x,
-            bottom=foot,
-            depth=foot,
-            group=group,
-            flip=not target_left,
-        )
-    else:
-        seen = scene.add_glyph(
-            subject,
-            subject_stem,
-            height=subject_height,
-            center_x=subject_x,
-            bottom=foot,
-            depth=foot,
-            group=group,
-            flip=not target_left,
-        )
-    watched = scene.add_glyph(
-        target,
-        target_stem,
-        height=target_height,
-        center_x=target_x,
-        bottom=foot + scene.uniform(-2, 2) * scene.unit,
-        depth=foot - 0.1,
-        group=group,
-    )
-    scene.relate(seen, watched, predicate, "gaze")
+    if scene.kind != "beach" and scene.chance(BYSTANDER_RATE):
+        _bystander(scene, support)
 
 
 def fits(name: str, scene: SceneBuilder) -> bool:
@@ -313,11 +281,15 @@ def fits(name: str, scene: SceneBuilder) -> bool:
         "lying": ("indoor", "beach", "park"),
         "tableware": ("indoor", "street", "park"),
         "mounted": ("street", "park"),
+        "pet": ("indoor", "street", "park"),
+        "perched": ("street", "park", "snow", "beach"),
     }
     return kind in allowed.get(name, SCENE_KINDS)
 
 
 ANCHOR_SITUATIONS: dict[str, Callable[[SceneBuilder], None]] = {
+    "pet": pet,
+    "perched": perched,
     "rider": rider,
     "parked": parked,
     "pedestrian": pedestrian,
