@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from basgg.config import Config, config_to_dict, load_config, save_config
+from basgg.config import Config, load_config, save_config
 from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import rank_relations
 from basgg.models import SceneGraphModel, build_model
@@ -52,6 +52,7 @@ from basgg.training.setup import (
     build_dataset,
     build_optimization,
     check_stage,
+    checkpoint_extra,
     detector_checkpoint,
     frequency_table,
     make_evaluator_factory,
@@ -198,14 +199,7 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
         max_val_images=config.TEST.MAX_VAL_IMAGES,
         log_period=solver.LOG_PERIOD,
         output_dir=output_dir,
-        checkpoint_extra={
-            "model_info": info,
-            "config": config_to_dict(config),
-            "vocabulary": {
-                "objects": list(vocabulary.objects),
-                "predicates": list(vocabulary.predicates),
-            },
-        },
+        checkpoint_extra=checkpoint_extra(config, vocabulary, model_info=info),
         progress=progress,
     )
     log = TrainingLog(output_dir, resume_iteration=state.iteration) if context.is_main else None

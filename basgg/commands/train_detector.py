@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-from basgg.config import Config, config_to_dict, load_config, save_config
+from basgg.config import Config, load_config, save_config
 from basgg.data.vocabulary import Vocabulary
 from basgg.models.detector import Detector, detector_from_config
 from basgg.training.checkpoint import (
@@ -53,6 +53,7 @@ from basgg.training.loop import (
 from basgg.training.setup import (
     build_dataset,
     build_optimization,
+    checkpoint_extra,
     resolve_config_path,
     seed_everything,
 )
@@ -147,14 +148,7 @@ def train_detector(config: Config, *, progress: bool = True) -> dict:
         max_val_images=config.TEST.MAX_VAL_IMAGES,
         log_period=solver.LOG_PERIOD,
         output_dir=output_dir,
-        checkpoint_extra={
-            "model_info": info,
-            "config": config_to_dict(config),
-            "vocabulary": {
-                "objects": list(vocabulary.objects),
-                "predicates": list(vocabulary.predicates),
-            },
-        },
+        checkpoint_extra=checkpoint_extra(config, vocabulary, model_info=info),
         progress=progress,
     )
     if progress:

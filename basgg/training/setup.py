@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from basgg.config import Config, set_value
+from basgg.config import Config, config_to_dict, set_value
 from basgg.data.statistics import frequency_bias_init, load_or_compute_statistics
 from basgg.data.vg150 import VG150Dataset
 from basgg.data.vg150_checks import load_image
@@ -47,6 +47,20 @@ from basgg.training.schedule import LearningRateSchedule
 
 RANDOM = "random"
 RANDOM_WORD_STD = 0.1
+
+
+def checkpoint_extra(config: Config, vocabulary: Vocabulary, *, model_info: dict) -> dict:
+    """The plain values every checkpoint of a run carries besides its weights: what the
+    weights fit, the resolved config and both vocabularies (so the file alone rebuilds the
+    model)."""
+    return {
+        "model_info": model_info,
+        "config": config_to_dict(config),
+        "vocabulary": {
+            "objects": list(vocabulary.objects),
+            "predicates": list(vocabulary.predicates),
+        },
+    }
 
 
 def model_info(model: SceneGraphModel, vocabulary: Vocabulary) -> dict:
