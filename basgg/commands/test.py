@@ -17,15 +17,14 @@ import torch
 
 from basgg.config import Config, load_config
 from basgg.data.vocabulary import Vocabulary
-from basgg.evaluation import format_table, rank_relations, write_predictions, write_report
-from basgg.models import SceneGraphModel, build_model
+from basgg.evaluation import format_table, write_predictions, write_report
+from basgg.models import SceneGraphModel
 from basgg.structures import Mode
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
     CheckpointError,
-    load_model_weights,
     read_checkpoint,
 )
 from basgg.training.distributed import DistributedContext
@@ -34,13 +33,12 @@ from basgg.training.setup import (
     build_dataset,
     check_stage,
     make_evaluator_factory,
-    model_info,
     prepare_split,
     resolve_config_path,
     split_zero_shot_triplets,
     sync_detector_config,
 )
-from basgg.training.stages import prepare_for_checkpoint
+from basgg.training.stages import build_trained_model
 
 PREDICTIONS_FILE = "predictions.h5"
 
@@ -92,21 +90,10 @@ def load_trained_model(
     checkpoint holds the trained values); a BA-SGG stage-2 checkpoint first gets its clean
     branch and adjustment matrix so that its weights load.
     """
-    num_objects, num_predicates = vocabulary.num_objects, vocabulary.num_predicates
     checkpoint = read_checkpoint(path)
     if config.mode is Mode.SGDET:
         sync_detector_config(config, checkpoint.get("config", {}), source=str(path))
-    model = build_model(
-        config,
-        vocabulary=vocabulary,
-        frequency_bias_init=torch.zeros(num_objects * num_objects, num_predicates),
-        object_word_vectors=torch.zeros(num_objects, config.MODEL.ROI_RELATION_HEAD.EMBED_DIM),
-        backbone_weights=None,
-        rank_relations=rank_relations,
-    )
-    prepare_for_checkpoint(model, checkpoint)
-    load_model_weights(path, model, model_info=model_info(model, vocabulary))
-    return model.to(device)
+    return build_trained_model(config, checkpoint, path, vocabulary=vocabulary).to(device)
 
 
 def evaluate_checkpoint(

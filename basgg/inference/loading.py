@@ -18,11 +18,10 @@ from torch.nn import functional as F
 
 from basgg.config import Config, config_from_dict
 from basgg.data.vocabulary import Vocabulary
-from basgg.evaluation import rank_relations
-from basgg.models import SceneGraphModel, build_model
+from basgg.models import SceneGraphModel
 from basgg.structures import Mode, SceneGraph
-from basgg.training.checkpoint import CheckpointError, check_model_fits, read_checkpoint
-from basgg.training.stages import prepare_for_checkpoint
+from basgg.training.checkpoint import CheckpointError, read_checkpoint
+from basgg.training.stages import build_trained_model
 
 # A model trained at native image size (MODEL.BACKBONE.IMAGE_SIZE 0) gets larger photos
 # scaled down to this longer side first; its boxes are scaled back to the photo's pixels.
@@ -142,24 +141,9 @@ def load_predictor(checkpoint: ModelCheckpoint, *, device: torch.device | str) -
     Raises:
         CheckpointError: naming the file when the weights do not fit the described model.
     """
-    config, vocabulary, path = checkpoint.config, checkpoint.vocabulary, checkpoint.path
-    num_objects, num_predicates = vocabulary.num_objects, vocabulary.num_predicates
-    model = build_model(
-        config,
-        vocabulary=vocabulary,
-        frequency_bias_init=torch.zeros(num_objects * num_objects, num_predicates),
-        object_word_vectors=torch.zeros(num_objects, config.MODEL.ROI_RELATION_HEAD.EMBED_DIM),
-        backbone_weights=None,
-        rank_relations=rank_relations,
+    model = build_trained_model(
+        checkpoint.config, checkpoint.state, checkpoint.path, vocabulary=checkpoint.vocabulary
     )
-    prepare_for_checkpoint(model, checkpoint.state)
-    info = {
-        **model.describe(),
-        "object_names": list(vocabulary.objects),
-        "predicate_names": list(vocabulary.predicates),
-    }
-    check_model_fits(checkpoint.state, path, model=model, model_info=info)
-    model.load_state_dict(checkpoint.state["model"])
     model.eval()
     return Predictor(model=model.to(device), checkpoint=checkpoint, device=torch.device(device))
 

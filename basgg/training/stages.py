@@ -25,9 +25,11 @@ from torch import nn
 
 from basgg.config import Config
 from basgg.data.balanced import BalancedSelection
-from basgg.models import SceneGraphModel
+from basgg.data.vocabulary import Vocabulary
+from basgg.evaluation import rank_relations
+from basgg.models import SceneGraphModel, build_model
 from basgg.models.predicate_classifier import adjustment_matrix
-from basgg.training.checkpoint import load_model_weights
+from basgg.training.checkpoint import check_model_fits, load_model_weights
 from basgg.training.feature_cache import FeatureCache, SplitData
 
 CKPT_KEY = "MODEL.PRETRAINED_MODEL_CKPT"
@@ -122,6 +124,38 @@ def prepare_for_checkpoint(model: SceneGraphModel, checkpoint: dict[str, Any]) -
     if any(key.endswith(ADJUSTMENT_SUFFIX) for key in checkpoint["model"]):
         size = int(head.classifier.num_predicates)
         head.set_adjustment(torch.eye(size))
+
+
+def build_trained_model(
+    config: Config, checkpoint: dict[str, Any], path: str | Path, *, vocabulary: Vocabulary
+) -> SceneGraphModel:
+    """The model ``config`` describes with the weights of ``checkpoint`` (read from ``path``).
+
+    Statistics and word vectors are built as zero placeholders of the right shapes (the
+    checkpoint holds the trained values); a BA-SGG stage-2 checkpoint first gets its clean
+    branch and adjustment matrix so that its weights load.
+
+    Raises:
+        CheckpointError: naming ``path`` when the weights do not fit the described model.
+    """
+    num_objects, num_predicates = vocabulary.num_objects, vocabulary.num_predicates
+    model = build_model(
+        config,
+        vocabulary=vocabulary,
+        frequency_bias_init=torch.zeros(num_objects * num_objects, num_predicates),
+        object_word_vectors=torch.zeros(num_objects, config.MODEL.ROI_RELATION_HEAD.EMBED_DIM),
+        backbone_weights=None,
+        rank_relations=rank_relations,
+    )
+    prepare_for_checkpoint(model, checkpoint)
+    info = {
+        **model.describe(),
+        "object_names": list(vocabulary.objects),
+        "predicate_names": list(vocabulary.predicates),
+    }
+    check_model_fits(checkpoint, Path(path), model=model, model_info=info)
+    model.load_state_dict(checkpoint["model"])
+    return model
 
 
 def balanced_train_split(
