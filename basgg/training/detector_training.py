@@ -12,7 +12,6 @@ uninterrupted one. One process (no ``torchrun``).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,15 @@ from basgg.training.checkpoint import (
     check_model_fits,
     read_checkpoint,
 )
-from basgg.training.distributed import DistributedContext, batch_items, mix_seed
+from basgg.training.distributed import DistributedContext, mix_seed
 from basgg.training.inference import autocast
 from basgg.training.logs import TrainingLog
-from basgg.training.loop import TrainingSettings, TrainingState, save_training_checkpoint
+from basgg.training.loop import (
+    TrainingSettings,
+    TrainingState,
+    run_iterations,
+    save_training_checkpoint,
+)
 from basgg.training.schedule import LearningRateSchedule
 from basgg.training.setup import RANDOM, load_split_image
 
@@ -270,28 +274,10 @@ def train_detector_loop(
     stop), validating mAP@50 every ``val_period`` and writing ``model_last.pth`` every
     ``checkpoint_period`` and at the end."""
     context = DistributedContext(device=detector.device)
-    detector.train()
-    bar = tqdm(
-        total=settings.max_iter,
-        initial=state.iteration,
-        disable=not settings.progress,
-        desc="train detector",
-        dynamic_ncols=True,
-    )
-    window: dict[str, list[float]] = {}
-    start_time = time.perf_counter()
-    while state.iteration < settings.max_iter and not schedule.should_stop:
-        iteration = state.iteration
-        rate = schedule.apply(iteration)
-        items = batch_items(
-            iteration,
-            num_items=len(train),
-            batch_size=settings.batch_size,
-            seed=settings.seed,
-            context=context,
-        )
+
+    def step(items: Sequence[tuple[int, int]]) -> dict[str, float]:
         images, targets = load_training_batch(train, items, seed=settings.seed)
-        values = train_step(
+        return train_step(
             detector,
             images,
             targets,
@@ -301,28 +287,27 @@ def train_detector_loop(
             grad_clip=settings.grad_clip,
             amp=settings.amp,
         )
-        if not all(math.isfinite(value) for value in values.values()):
-            raise FloatingPointError(f"iteration {iteration}: non-finite loss {values}")
-        state.iteration = iteration + 1
-        for name, value in values.items():
-            window.setdefault(name, []).append(value)
-        bar.update(1)
-        shown = {_SHORT_NAMES[name]: f"{values[name]:.3f}" for name in DETECTOR_LOSSES}
-        bar.set_postfix(loss=f"{values['loss']:.3f}", **shown, lr=f"{rate:.1e}", refresh=False)
-        if log is not None and (
-            state.iteration % settings.log_period == 0 or state.iteration == settings.max_iter
-        ):
-            means = {name: sum(v) / len(v) for name, v in window.items()}
-            log.training(state.iteration, rate, means, time.perf_counter() - start_time)
-            window.clear()
-        if val is not None and settings.val_period and state.iteration % settings.val_period == 0:
-            validate(detector, val, schedule=schedule, settings=settings, state=state, log=log)
-            detector.train()
-        if settings.checkpoint_period and state.iteration % settings.checkpoint_period == 0:
-            _save(detector, settings, state, optimizer=optimizer, schedule=schedule, scaler=scaler)
-    bar.close()
-    _save(detector, settings, state, optimizer=optimizer, schedule=schedule, scaler=scaler)
-    return state
+
+    def run_validation() -> None:
+        validate(detector, val, schedule=schedule, settings=settings, state=state, log=log)
+
+    return run_iterations(
+        detector,
+        num_items=len(train),
+        step=step,
+        validate=run_validation if val is not None else None,
+        optimizer=optimizer,
+        schedule=schedule,
+        scaler=scaler,
+        settings=settings,
+        state=state,
+        context=context,
+        log=log,
+        description="train detector",
+        postfix=lambda values: {
+            _SHORT_NAMES[name]: f"{values[name]:.3f}" for name in DETECTOR_LOSSES
+        },
+    )
 
 
 def validate(

@@ -249,27 +249,9 @@ def train_one_stage(
     Returns:
         The final state. ``model_last.pth`` holds it on disk.
     """
-    model.train()
-    bar = tqdm(
-        total=settings.max_iter,
-        initial=state.iteration,
-        disable=not (settings.progress and context.is_main),
-        desc="train",
-        dynamic_ncols=True,
-    )
-    window: dict[str, list[float]] = {}
-    start_time = time.perf_counter()
-    while state.iteration < settings.max_iter and not schedule.should_stop:
-        iteration = state.iteration
-        rate = schedule.apply(iteration)
-        items = batch_items(
-            iteration,
-            num_items=len(train.inputs),
-            batch_size=settings.batch_size,
-            seed=settings.seed,
-            context=context,
-        )
-        values = train_step(
+
+    def step(items: Sequence[tuple[int, int]]) -> dict[str, float]:
+        return train_step(
             model,
             train,
             items,
@@ -279,32 +261,109 @@ def train_one_stage(
             settings=settings,
             context=context,
         )
+
+    def validate() -> None:
+        validate_and_select(
+            model,
+            val,
+            make_evaluator=make_evaluator,
+            schedule=schedule,
+            settings=settings,
+            state=state,
+            context=context,
+            log=log,
+            optimizer=optimizer,
+            scaler=scaler,
+        )
+
+    return run_iterations(
+        model,
+        num_items=len(train.inputs),
+        step=step,
+        validate=validate if val is not None else None,
+        optimizer=optimizer,
+        schedule=schedule,
+        scaler=scaler,
+        settings=settings,
+        state=state,
+        context=context,
+        log=log,
+    )
+
+
+def run_iterations(
+    model: nn.Module,
+    *,
+    num_items: int,
+    step: Callable[[Sequence[tuple[int, int]]], dict[str, float]],
+    validate: Callable[[], object] | None,
+    optimizer: torch.optim.Optimizer,
+    schedule: LearningRateSchedule,
+    scaler: torch.amp.GradScaler,
+    settings: TrainingSettings,
+    state: TrainingState,
+    context: DistributedContext,
+    log: TrainingLog | None = None,
+    description: str = "train",
+    postfix: Callable[[dict[str, float]], dict[str, str]] | None = None,
+) -> TrainingState:
+    """The plain loop every training in basgg runs (relation stages and the detector).
+
+    From ``state.iteration`` to ``settings.max_iter`` (or the plateau schedule's stop): set the
+    rate, take this process's share of the iteration's global batch (a function of the seed
+    and the position in the image stream), call ``step`` on it, log the window's mean losses
+    every ``log_period``, ``validate`` every ``val_period`` and write ``model_last.pth``
+    every ``checkpoint_period`` and at the end.
+
+    Args:
+        model: what ``step`` trains (put in train mode; saved in checkpoints).
+        num_items: training images.
+        step: ``(position, index)`` items -> the batch's losses (with ``"loss"``, the total).
+        validate: scores val, feeds the schedule, keeps the best checkpoint; None: never.
+        description: the progress bar's label.
+        postfix: losses -> extra fields shown on the progress bar.
+    """
+    model.train()
+    bar = tqdm(
+        total=settings.max_iter,
+        initial=state.iteration,
+        disable=not (settings.progress and context.is_main),
+        desc=description,
+        dynamic_ncols=True,
+    )
+    window: dict[str, list[float]] = {}
+    start_time = time.perf_counter()
+    while state.iteration < settings.max_iter and not schedule.should_stop:
+        iteration = state.iteration
+        rate = schedule.apply(iteration)
+        items = batch_items(
+            iteration,
+            num_items=num_items,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            context=context,
+        )
+        values = step(items)
         if not all(math.isfinite(value) for value in values.values()):
             raise FloatingPointError(f"iteration {iteration}: non-finite loss {values}")
         state.iteration = iteration + 1
         for name, value in values.items():
             window.setdefault(name, []).append(value)
         bar.update(1)
-        bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{rate:.2e}", refresh=False)
+        extra = postfix(values) if postfix is not None else {}
+        bar.set_postfix(loss=f"{values['loss']:.4f}", **extra, lr=f"{rate:.2e}", refresh=False)
         if log is not None and (
             state.iteration % settings.log_period == 0 or state.iteration == settings.max_iter
         ):
             means = {name: sum(v) / len(v) for name, v in window.items()}
             log.training(state.iteration, rate, means, time.perf_counter() - start_time)
             window.clear()
-        if val is not None and settings.val_period and state.iteration % settings.val_period == 0:
-            validate_and_select(
-                model,
-                val,
-                make_evaluator=make_evaluator,
-                schedule=schedule,
-                settings=settings,
-                state=state,
-                context=context,
-                log=log,
-                optimizer=optimizer,
-                scaler=scaler,
-            )
+        if (
+            validate is not None
+            and settings.val_period
+            and state.iteration % settings.val_period == 0
+        ):
+            validate()
             model.train()
         if settings.checkpoint_period and state.iteration % settings.checkpoint_period == 0:
             save_training_checkpoint(
