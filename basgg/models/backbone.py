@@ -33,8 +33,9 @@ TORCHVISION_BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 BACKBONE_NAMES: tuple[str, ...] = ("efficientnet_lite0", *TORCHVISION_BACKBONES)
 
-# State-dict prefixes of torchvision classifier heads, which the cut backbones never use.
-_HEAD_PREFIXES = ("fc.", "classifier.")
+# State-dict prefixes of classifier heads (torchvision's; EfficientNet-Lite's ``_fc``), which
+# the cut backbones never use.
+_HEAD_PREFIXES = ("fc.", "_fc.", "classifier.")
 _PROBE_SIZE = 64  # a multiple of every output stride (up to 64)
 
 
@@ -110,8 +111,8 @@ def build_backbone(name: str, *, weights: dict[str, Tensor] | None, stride: int 
     elif name in TORCHVISION_BACKBONES:
         model = TORCHVISION_BACKBONES[name](weights=None)
         if weights is not None:
-            _load_without_head(model, weights, name=name)
-        layers = _torchvision_layers(model)
+            load_without_head(model, weights, name=name)
+        layers = torchvision_layers(model)
         normalisation = IMAGENET_NORMALISATION
     else:
         raise ValueError(f"unknown backbone '{name}'; choose one of {BACKBONE_NAMES}")
@@ -125,7 +126,8 @@ def build_backbone(name: str, *, weights: dict[str, Tensor] | None, stride: int 
     )
 
 
-def _torchvision_layers(model: nn.Module) -> list[nn.Module]:
+def torchvision_layers(model: nn.Module) -> list[nn.Module]:
+    """The stem and stride stages of a torchvision ResNet / MobileNet / EfficientNet."""
     if isinstance(model, torchvision.models.ResNet):
         return [
             nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool),
@@ -161,7 +163,7 @@ def _load_strict(model: nn.Module, weights: dict[str, Tensor], *, name: str) -> 
         raise ValueError(f"weights do not fit backbone '{name}': {error}") from error
 
 
-def _load_without_head(model: nn.Module, weights: dict[str, Tensor], *, name: str) -> None:
+def load_without_head(model: nn.Module, weights: dict[str, Tensor], *, name: str) -> None:
     """Load every trunk parameter strictly; classifier entries may be present or absent."""
     try:
         result = model.load_state_dict(weights, strict=False)

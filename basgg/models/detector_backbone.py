@@ -17,7 +17,6 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models import ResNet
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -27,13 +26,14 @@ from basgg.models.backbone import (
     EFFICIENTNET_LITE_NORMALISATION,
     IMAGENET_NORMALISATION,
     TORCHVISION_BACKBONES,
+    load_without_head,
+    torchvision_layers,
 )
 from basgg.models.efficientnet_lite import EfficientNetLite0
 
 PYRAMID_STRIDES = (8, 16, 32)  # trunk stages fed to the FPN; a pooled stride-64 level is added
 POOL_LEVEL = "pool"
 _PROBE_SIZE = 64
-_HEAD_PREFIXES = ("fc.", "_fc.", "classifier.")
 
 
 def build_pyramid_backbone(
@@ -68,12 +68,12 @@ def build_pyramid_backbone(
         normalisation = EFFICIENTNET_LITE_NORMALISATION
     elif name in TORCHVISION_BACKBONES:
         model = TORCHVISION_BACKBONES[name](weights=None)
-        layers = _torchvision_trunk(model)
+        layers = torchvision_layers(model)
         normalisation = IMAGENET_NORMALISATION
     else:
         raise ValueError(f"unknown detector backbone '{name}'; choose one of {BACKBONE_NAMES}")
     if weights is not None:
-        _load_trunk_weights(model, weights, name=name)
+        load_without_head(model, weights, name=name)
     stages = stride_stages(layers)
     if not 0 <= trainable_layers <= len(stages):
         raise ValueError(
@@ -191,25 +191,3 @@ def freeze_batch_norm(module: nn.Module) -> int:
         else:
             replaced += freeze_batch_norm(child)
     return replaced
-
-
-def _torchvision_trunk(model: nn.Module) -> list[nn.Module]:
-    if isinstance(model, ResNet):
-        stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
-        return [stem, model.layer1, model.layer2, model.layer3, model.layer4]
-    return list(model.features)
-
-
-def _load_trunk_weights(model: nn.Module, weights: dict[str, Tensor], *, name: str) -> None:
-    """Load every trunk parameter strictly; classifier entries may be present or absent."""
-    try:
-        result = model.load_state_dict(weights, strict=False)
-    except RuntimeError as error:  # shape mismatch
-        raise ValueError(f"weights do not fit backbone '{name}': {error}") from error
-    missing = [key for key in result.missing_keys if not key.startswith(_HEAD_PREFIXES)]
-    if missing or result.unexpected_keys:
-        raise ValueError(
-            f"weights do not fit backbone '{name}': missing {missing[:5]} "
-            f"({len(missing)} in all), unexpected {result.unexpected_keys[:5]} "
-            f"({len(result.unexpected_keys)} in all)"
-        )
