@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -31,9 +33,11 @@ from basgg.models.features import FrozenFeatureExtractor
 from basgg.models.sampling import all_ordered_pairs
 from basgg.structures import SceneGraph
 from basgg.training.checkpoint import atomic_save
+from basgg.training.distributed import DistributedContext, barrier
 
 CACHE_FORMAT = 1
 STORAGE_DTYPE = torch.float16
+T = TypeVar("T")
 
 
 @dataclass
@@ -230,3 +234,34 @@ class SplitData:
     def logits(self, index: int) -> Tensor | None:
         """(N_i, C + 1) detector logits of image ``index`` (SGDet), else ``None``."""
         return None if self.detector_logits is None else self.detector_logits[index]
+
+
+def computed_once(
+    path: Path,
+    *,
+    read: Callable[[], T | None],
+    compute: Callable[[], T],
+    save: Callable[[T, Path], object],
+    context: DistributedContext,
+    what: str,
+) -> T:
+    """A cached value: the main process reads ``path`` (``read`` gives None for a missing,
+    corrupt or foreign file) or computes and saves it; the others then read the file.
+
+    Raises:
+        ValueError: naming ``path`` when the file the main process wrote cannot be read.
+    """
+    value = None
+    if context.is_main:
+        value = read() if path.exists() else None
+        if value is None:
+            if path.exists():
+                warnings.warn(f"{path}: unreadable {what}, computing it again", stacklevel=3)
+            value = compute()
+            save(value, path)
+    barrier(context)
+    if value is None:
+        value = read()
+        if value is None:
+            raise ValueError(f"{path}: {what} written by the main process is unreadable")
+    return value

@@ -7,7 +7,6 @@ caches. Only code here, the commands and :func:`basgg.models.build_model` read t
 from __future__ import annotations
 
 import random
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,8 +36,10 @@ from basgg.training.detection_cache import (
 )
 from basgg.training.distributed import DistributedContext, barrier, mix_seed
 from basgg.training.feature_cache import (
+    FeatureCache,
     SplitData,
     cache_path,
+    computed_once,
     extract_features,
     read_feature_cache,
     save_feature_cache,
@@ -326,32 +327,29 @@ def prepare_split(
         extractor=extractor,
         backbone_name=config.MODEL.BACKBONE.NAME,
     )
-    cache = None
-    if context.is_main:
-        cache = read_feature_cache(path, num_images=len(inputs)) if path.exists() else None
-        if cache is None:
-            if path.exists():
-                warnings.warn(f"{path}: unreadable feature cache, extracting again", stacklevel=2)
-            bar = tqdm(
-                total=len(inputs),
-                desc=f"features {split}",
-                disable=not (progress and context.is_main),
-                dynamic_ncols=True,
-            )
-            cache = extract_features(
-                extractor,
-                inputs,
-                lambda index: load_split_image(dataset, index),
-                batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
-                progress=bar.update,
-            )
-            bar.close()
-            save_feature_cache(cache, path)
-    barrier(context)
-    if cache is None:
-        cache = read_feature_cache(path, num_images=len(inputs))
-        if cache is None:
-            raise ValueError(f"{path}: feature cache written by the main process is unreadable")
+
+    def extract() -> FeatureCache:
+        bar = tqdm(
+            total=len(inputs), desc=f"features {split}", disable=not progress, dynamic_ncols=True
+        )
+        cache = extract_features(
+            extractor,
+            inputs,
+            lambda index: load_split_image(dataset, index),
+            batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
+            progress=bar.update,
+        )
+        bar.close()
+        return cache
+
+    cache = computed_once(
+        path,
+        read=lambda: read_feature_cache(path, num_images=len(inputs)),
+        compute=extract,
+        save=save_feature_cache,
+        context=context,
+        what="feature cache",
+    )
     return SplitData(
         name=split,
         dataset=dataset,
@@ -389,32 +387,31 @@ def prepare_detections(
         image_paths=paths,
         max_boxes=max_boxes,
     )
-    detections = None
-    if context.is_main:
-        detections = read_detections(path, num_images=len(graphs)) if path.exists() else None
-        if detections is None:
-            bar = tqdm(
-                total=len(graphs),
-                desc=f"detections {split}",
-                disable=not progress,
-                dynamic_ncols=True,
-            )
-            detections = detect_split(
-                model,
-                [graph.image_id for graph in graphs],
-                lambda index: load_split_image(dataset, index),
-                ground_truths=ground_truths,
-                max_boxes=max_boxes,
-                batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
-                progress=bar.update,
-            )
-            bar.close()
-            save_detections(detections, path)
-    barrier(context)
-    if detections is None:
-        detections = read_detections(path, num_images=len(graphs))
-        if detections is None:
-            raise ValueError(f"{path}: detection cache written by the main process is unreadable")
+
+    def detect() -> SplitDetections:
+        bar = tqdm(
+            total=len(graphs), desc=f"detections {split}", disable=not progress, dynamic_ncols=True
+        )
+        detections = detect_split(
+            model,
+            [graph.image_id for graph in graphs],
+            lambda index: load_split_image(dataset, index),
+            ground_truths=ground_truths,
+            max_boxes=max_boxes,
+            batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
+            progress=bar.update,
+        )
+        bar.close()
+        return detections
+
+    detections = computed_once(
+        path,
+        read=lambda: read_detections(path, num_images=len(graphs)),
+        compute=detect,
+        save=save_detections,
+        context=context,
+        what="detection cache",
+    )
     return detections
 
 
