@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
+from basgg import atomic
 from basgg.structures import Mode
 
 PREDICTORS = ("MotifPredictor", "VCTreePredictor", "TransformerPredictor", "FrequencyPredictor")
@@ -277,10 +278,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def save_config(config: Config, path: str | Path) -> Path:
     """Write the resolved configuration as YAML (loadable with :func:`load_config`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    return path
+    return atomic.write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
 def all_keys(config: Any = None, prefix: str = "") -> list[str]:

@@ -22,6 +22,8 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, Rectangle  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
+from basgg.atomic import save_figure  # noqa: E402
+
 FIGURE_HEIGHT = 7.5  # inches
 GRAPH_WIDTH = 7.5  # inches
 LIST_WIDTH = 4.2  # inches
@@ -79,9 +81,7 @@ def draw_scene_graph(
     for _, text in nodes.values():  # place the node boxes: arrows stop at their edges
         text.draw(renderer)
     _draw_edges(figure, graph_axis, record, colours, nodes)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI)
-    plt.close(figure)
+    save_figure(figure, path, dpi=DPI)
     return path
 
 

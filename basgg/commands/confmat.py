@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from basgg.atomic import atomic_output
 from basgg.commands.test import find_checkpoint, load_trained_model
 from basgg.config import Config, load_config
 from basgg.evaluation.confusion import PredicateConfusion
@@ -95,7 +96,8 @@ def compute_confusion_matrix(
     output_dir = Path(config.OUTPUT_DIR)
     output_dir.mkdir(parents=True, exist_ok=True)
     matrix_path = output_dir / MATRIX_FILE
-    np.save(matrix_path, counts)
+    with atomic_output(matrix_path) as temporary:
+        np.save(temporary, counts)
     plot_confusion(
         counts,
         output_dir / HEATMAP_FILE,

@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from basgg.atomic import save_figure  # noqa: E402
 from basgg.config import Config, load_config, save_config  # noqa: E402
 from basgg.data.summary import summarize_dataset, summary_table, write_report  # noqa: E402
 from basgg.data.synthvg import generate_dataset, load_settings  # noqa: E402
@@ -201,7 +202,4 @@ def plot_comparison(metrics: dict[str, dict], path: Path) -> Path:
     right.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=45, fontsize=8)
     right.set_ylim(0, 1)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=120)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from basgg import atomic
 from basgg.data.summary import summarize_dataset, summary_table, write_report
 from basgg.data.synthvg import generate_dataset, load_settings, settings_dict
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         for stale in (out / "VG_100K").glob("*.jpg"):  # a smaller dataset leaves no extras
             stale.unlink()
     result = generate_dataset(out, settings, workers=args.workers)
-    (out / "synthvg_settings.yaml").write_text(yaml.safe_dump(settings_dict(settings)))
+    atomic.write_text(out / "synthvg_settings.yaml", yaml.safe_dump(settings_dict(settings)))
     summary = summarize_dataset(result.files)
     paths = write_report(summary, out / "report")
     print(summary_table(summary))

@@ -23,6 +23,7 @@ import os
 import time
 from pathlib import Path
 
+from basgg import atomic
 from basgg.config import Config, load_config, save_config
 from basgg.data.vocabulary import Vocabulary
 from basgg.models.detector import Detector, detector_from_config
@@ -240,6 +241,5 @@ def score_on_test(
 def write_metrics(config: Config, metrics: dict) -> dict:
     """Write ``OUTPUT_DIR/detector_metrics.json``; returns ``metrics``."""
     path = Path(config.OUTPUT_DIR) / METRICS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(metrics, indent=2) + "\n")
     return metrics

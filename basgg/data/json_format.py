@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from basgg import atomic
 from basgg.data.vocabulary import BACKGROUND
 
 SPLITS = ("train", "val", "test")
@@ -414,7 +415,7 @@ def write_annotations(path: str | Path, annotations: AnnotationSet) -> None:
         lines.append(f'   "relationships": {_json_rows(relationships)}')
         lines.append("  }" + ("," if index + 1 < len(annotations.images) else ""))
     lines += [" ]", "}"]
-    Path(path).write_text("\n".join(lines) + "\n")
+    atomic.write_text(path, "\n".join(lines) + "\n")
 
 
 def _json_rows(rows: list[dict]) -> str:

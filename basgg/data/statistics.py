@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, fields
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from basgg.atomic import atomic_output
 from basgg.boxes import cxcywh_to_xyxy
 from basgg.data.vg150 import VG150Dataset, overlaps_plus_one
 from basgg.data.vg150_format import VG150Files
@@ -178,12 +177,5 @@ def _read_cache(path: Path) -> FrequencyStatistics:
 
 
 def _write_cache(path: Path, stats: FrequencyStatistics) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **{f.name: getattr(stats, f.name) for f in fields(stats)})
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as temporary:
+        np.savez(temporary, **{f.name: getattr(stats, f.name) for f in fields(stats)})

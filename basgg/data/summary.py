@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from basgg import atomic
 from basgg.data.vg150_format import SPECIFIC_PREDICATES, VG150Files, read_vocabulary
 from basgg.predicate_groups import BODY, HEAD, TAIL, predicate_groups
 
@@ -313,8 +314,7 @@ def plot_predicate_histogram(summary: DatasetSummary, path: Path) -> None:
     handles = [Patch(color=colour, label=name) for name, colour in GROUP_COLOURS.items()]
     axes.legend(handles=handles, title="train-split group")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    atomic.save_figure(figure, path, dpi=100)
 
 
 def plot_object_histogram(summary: DatasetSummary, path: Path) -> None:
@@ -334,8 +334,7 @@ def plot_object_histogram(summary: DatasetSummary, path: Path) -> None:
     axes.set_ylabel("objects (log scale)")
     axes.set_title(f"Object classes of {Path(summary.root).name}")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    atomic.save_figure(figure, path, dpi=100)
 
 
 def write_report(summary: DatasetSummary, out_dir: Path) -> dict[str, Path]:
@@ -348,8 +347,8 @@ def write_report(summary: DatasetSummary, out_dir: Path) -> dict[str, Path]:
         "predicates": out_dir / "predicate_histogram.png",
         "objects": out_dir / "object_histogram.png",
     }
-    paths["table"].write_text(summary_table(summary) + "\n")
-    paths["json"].write_text(json.dumps(summary_json(summary), indent=1) + "\n")
+    atomic.write_text(paths["table"], summary_table(summary) + "\n")
+    atomic.write_text(paths["json"], json.dumps(summary_json(summary), indent=1) + "\n")
     plot_predicate_histogram(summary, paths["predicates"])
     plot_object_histogram(summary, paths["objects"])
     return paths

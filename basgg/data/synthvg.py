@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from basgg import atomic
 from basgg.data.glyphs import GlyphSet, load_glyphs
 from basgg.data.synthvg_grammar import (
     SITUATION_PREDICATES,
@@ -198,7 +199,8 @@ def _render_chunk(bounds: tuple[int, int]) -> list[dict[str, np.ndarray | int]]:
     graphs = []
     for index in range(*bounds):
         graph, image = synthesize(state["settings"], state["glyphs"], state["vocabulary"], index)
-        (state["image_dir"] / f"{graph.image_id}.jpg").write_bytes(jpeg_bytes(image))
+        path = state["image_dir"] / f"{graph.image_id}.jpg"
+        atomic.write_bytes(path, jpeg_bytes(image), bulk=True)
         arrays = {f.name: getattr(graph, f.name) for f in fields(graph)}
         graphs.append(
             {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in arrays.items()}
@@ -241,6 +243,7 @@ def generate_dataset(
     vocabulary = synthvg_vocabulary(settings, glyphs)
     files = VG150Files(root=Path(out_dir))
     files.image_dir_path.mkdir(parents=True, exist_ok=True)
+    atomic.clean_temporaries(files.image_dir_path)  # images of a killed earlier run
     total = settings.num_train + settings.num_test
     workers = max(1, int(workers or os.cpu_count() or 1))
     size = max(1, min(50, -(-total // (workers * 4))))

@@ -21,6 +21,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from basgg import atomic
+from basgg.atomic import atomic_output
 from basgg.boxes import encode_vg_boxes
 from basgg.data.vocabulary import BACKGROUND, Vocabulary
 from basgg.structures import SceneGraph
@@ -155,7 +157,7 @@ def write_vg150(
     def stack(parts: list[np.ndarray], shape: tuple[int, ...], dtype: type) -> np.ndarray:
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(shape, dtype)
 
-    with h5py.File(files.roidb_path, "w") as h5:
+    with atomic_output(files.roidb_path) as temporary, h5py.File(temporary, "w") as h5:
         h5["split"] = np.asarray(splits, dtype=np.int32)
         h5["img_to_first_box"], h5["img_to_last_box"] = first_box, last_box
         h5["img_to_first_rel"], h5["img_to_last_rel"] = first_rel, last_rel
@@ -179,7 +181,7 @@ def write_vg150(
         {name: int(object_count[i]) for i, name in enumerate(vocabulary.objects) if i},
         {name: int(predicate_count[i]) for i, name in enumerate(vocabulary.predicates) if i},
     )
-    files.dict_path.write_text(json.dumps(dicts, indent=1, sort_keys=True))
+    atomic.write_text(files.dict_path, json.dumps(dicts, indent=1, sort_keys=True))
     image_data = [
         {
             "image_id": int(graph.image_id),
@@ -191,4 +193,4 @@ def write_vg150(
         }
         for graph in graphs
     ]
-    files.image_data_path.write_text(json.dumps(image_data))
+    atomic.write_text(files.image_data_path, json.dumps(image_data))

@@ -20,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from basgg import atomic  # noqa: E402
+
 DEFAULT_MIN_SHARE = 0.15
 
 
@@ -75,7 +77,7 @@ def write_hierarchy(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{stem}.json", "png": out_dir / f"{stem}.png"}
-    paths["json"].write_text(json.dumps(hierarchy, indent=1) + "\n")
+    atomic.write_text(paths["json"], json.dumps(hierarchy, indent=1) + "\n")
     rows = sum(max(len(members), 1) for members in hierarchy.values()) or 1
     figure, axes = plt.subplots(figsize=(7.0, 0.35 * rows + 1.2))
     axes.set_xlim(0, 1)
@@ -97,6 +99,5 @@ def write_hierarchy(
     title += "(share of their pairs the stage-1 model labels general)"
     axes.set_title(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(paths["png"], dpi=120)
-    plt.close(figure)
+    atomic.save_figure(figure, paths["png"], dpi=120)
     return paths

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import torch
 
+from basgg.atomic import atomic_output
 from basgg.evaluation.matching import foreground_argmax
 from basgg.structures import Mode, SceneGraph
 
@@ -107,8 +108,7 @@ def write_predictions(
         n_relations.append(n_relations[-1] + graph.num_relations)
     parts["object_offsets"] = [np.asarray(n_objects, np.int64)]
     parts["relation_offsets"] = [np.asarray(n_relations, np.int64)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as h5:
+    with atomic_output(path) as temporary, h5py.File(temporary, "w") as h5:
         for name, (trailing, dtype) in _DATASETS.items():
             shape = (0, *(width if d is None else d for d in trailing))
             if parts[name]:

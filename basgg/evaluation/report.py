@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from basgg import atomic  # noqa: E402
+from basgg.atomic import save_figure  # noqa: E402
 from basgg.evaluation.metrics import SGEvaluator  # noqa: E402
 from basgg.evaluation.predictions import read_predictions, validate_predictions  # noqa: E402
 from basgg.evaluation.results import EvaluationResult  # noqa: E402
@@ -85,8 +87,7 @@ def plot_per_predicate_recall(
     axis.set_ylim(0, 100)
     axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)
 
 
 def plot_confusion(
@@ -113,8 +114,7 @@ def plot_confusion(
     axis.set_title(title)
     figure.colorbar(image, ax=axis, fraction=0.046)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)
 
 
 def write_report(
@@ -135,13 +135,15 @@ def write_report(
     }
     content = result.to_dict()
     content.update(extra or {})
-    paths["metrics"].write_text(json.dumps(content, indent=1) + "\n")
-    np.savez_compressed(paths["per_image"], **result.per_image)
+    atomic.write_text(paths["metrics"], json.dumps(content, indent=1) + "\n")
+    with atomic.atomic_output(paths["per_image"]) as temporary:
+        np.savez_compressed(temporary, **result.per_image)
     plot_per_predicate_recall(result, paths["per_predicate_recall"], predicate_order)
     if result.confusion is not None:
         paths["confusion"] = out_dir / "confusion_matrix.npy"
         paths["confusion_plot"] = out_dir / "confusion_matrix.png"
-        np.save(paths["confusion"], result.confusion)
+        with atomic.atomic_output(paths["confusion"]) as temporary:
+            np.save(temporary, result.confusion)
         plot_confusion(
             result.confusion, paths["confusion_plot"], result.predicate_names, predicate_order
         )

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from basgg import atomic
 from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import ranking_scores
 from basgg.structures import Mode, SceneGraph
@@ -219,8 +220,7 @@ def _top_relations(
 
 def write_json(record: dict[str, Any], path: Path) -> Path:
     """Write ``record`` as UTF-8 JSON, indented, each short list or object on one line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps_json(record) + "\n", encoding="utf-8")
+    atomic.write_text(path, dumps_json(record) + "\n")
     return path
 
 

@@ -16,15 +16,15 @@ reads it)::
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from basgg.atomic import atomic_output
 
 CHECKPOINT_FORMAT = 1
 LAST_CHECKPOINT = "model_last.pth"
@@ -39,36 +39,13 @@ class CheckpointError(ValueError):
 def atomic_save(state: dict, path: str | Path) -> Path:
     """Write ``state`` with ``torch.save`` to a temporary file, fsync it, then rename it.
 
-    A reader never sees a half-written ``path``: either the old file or the new one.
+    A reader never sees a half-written ``path``: either the old file or the new one. A
+    temporary file left by a killed writer is removed at the next save of the same name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(state, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+    with atomic_output(path) as temporary:
+        torch.save(state, temporary)
     return path
-
-
-def _fsync_directory(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directories cannot be opened
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from basgg.atomic import atomic_output
+
 TRAIN_LOG = "train_log.csv"
 VAL_LOG = "val_log.csv"
 TRAIN_COLUMNS = ("iteration", "lr", "loss", "loss_relation", "loss_object", "loss_tree", "seconds")
@@ -97,5 +99,5 @@ def _truncate(path: Path, iteration: int) -> None:
     kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) <= iteration]
     if iteration == 0:
         kept = []
-    with open(path, "w", newline="") as stream:
+    with atomic_output(path) as temporary, open(temporary, "w", newline="") as stream:
         csv.writer(stream).writerows(kept)
