@@ -15,12 +15,14 @@ share of each global batch of ``SOLVER.IMS_PER_BATCH`` images.
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 from pathlib import Path
 
 from basgg.config import Config, load_config, save_config
 from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import rank_relations
 from basgg.models import SceneGraphModel, build_model
+from basgg.output_lock import output_lock
 from basgg.structures import Mode
 from basgg.training.checkpoint import (
     FINAL_CHECKPOINT,
@@ -47,6 +49,7 @@ from basgg.training.loop import (
     save_training_checkpoint,
     train_one_stage,
 )
+from basgg.training.resume import check_resume_config
 from basgg.training.setup import (
     backbone_weights,
     build_dataset,
@@ -77,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
+        "--resume-anyway",
+        action="store_true",
+        help="resume OUTPUT_DIR/model_last.pth even though the config differs from the one it "
+        "was trained with (default: refuse, naming the differing keys)",
+    )
+    parser.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY VALUE",
@@ -86,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(resolve_config_path(args.config), args.overrides)
-    state = train(config, progress=not args.no_progress)
+    state = train(config, progress=not args.no_progress, resume_anyway=args.resume_anyway)
     if state.best_iteration >= 0:
         metric = config.SOLVER.BEST_METRIC
         print(
@@ -95,13 +104,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def train(config: Config, *, progress: bool = True) -> TrainingState:
-    """Run (or resume) the training ``config`` describes; returns the final state."""
+def train(config: Config, *, progress: bool = True, resume_anyway: bool = False) -> TrainingState:
+    """Run (or resume) the training ``config`` describes; returns the final state.
+
+    The main process holds OUTPUT_DIR (:func:`basgg.output_lock.output_lock`) for the whole
+    run. A resume whose config differs from the checkpoint's is refused unless
+    ``resume_anyway`` (:mod:`basgg.training.resume`).
+    """
     check_stage(config, training=True)
     check_stage_two_inputs(config)
     context = init_distributed(config.MODEL.DEVICE)
     try:
-        return _train(config, context, progress=progress)
+        lock = output_lock(config.OUTPUT_DIR, "basgg train") if context.is_main else nullcontext()
+        with lock:
+            return _train(config, context, progress=progress, resume_anyway=resume_anyway)
     finally:
         shutdown_distributed()
 
@@ -119,7 +135,9 @@ def _load_detector_weights(config: Config, model: SceneGraphModel, vocabulary: V
     model.detector.load_state_dict(detector.state_dict())
 
 
-def _train(config: Config, context: DistributedContext, *, progress: bool) -> TrainingState:
+def _train(
+    config: Config, context: DistributedContext, *, progress: bool, resume_anyway: bool
+) -> TrainingState:
     solver = config.SOLVER
     check_metric_name(solver.BEST_METRIC, config.TEST.TOP_KS, "SOLVER.BEST_METRIC")
     if solver.SCHEDULE.TYPE == "WarmupReduceLROnPlateau":
@@ -129,6 +147,12 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
     if sgdet:  # build the detector its checkpoint holds
         source = detector_checkpoint(config)
         sync_detector_config(config, read_checkpoint(source)["config"], source=source)
+    last = output_dir / LAST_CHECKPOINT
+    resumed = read_checkpoint(last) if last.exists() else None
+    if resumed is not None:
+        differences = check_resume_config(resumed.get("config"), config, last, anyway=resume_anyway)
+        if differences and context.is_main:
+            print(f"resuming despite config differences: {'; '.join(differences)}")
     seed_everything(config.SEED)  # the same initial weights in every process
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -168,9 +192,8 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
     optimizer, schedule, scaler = build_optimization(config, parameters, context.device)
     use_amp = scaler.is_enabled()
     state = TrainingState()
-    last = output_dir / LAST_CHECKPOINT
-    if last.exists():
-        checkpoint = read_checkpoint(last)
+    if resumed is not None:
+        checkpoint = resumed
         check_model_fits(checkpoint, last, model=model, model_info=info)
         model.load_state_dict(checkpoint["model"])
         state = restore_training_state(

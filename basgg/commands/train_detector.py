@@ -27,6 +27,7 @@ from basgg import atomic
 from basgg.config import Config, load_config, save_config
 from basgg.data.vocabulary import Vocabulary
 from basgg.models.detector import Detector, detector_from_config
+from basgg.output_lock import output_lock
 from basgg.training.checkpoint import (
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -51,6 +52,7 @@ from basgg.training.loop import (
     restore_training_state,
     save_training_checkpoint,
 )
+from basgg.training.resume import check_resume_config
 from basgg.training.setup import (
     build_dataset,
     build_optimization,
@@ -67,6 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", help="YAML file of config overrides, or a packaged one: synthvg_detector.yaml"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--resume-anyway",
+        action="store_true",
+        help="resume OUTPUT_DIR/model_last.pth even though the config differs from the one it "
+        "was trained with (default: refuse, naming the differing keys)",
+    )
     parser.add_argument(
         "--eval-only", action="store_true", help="only score a trained detector on the test split"
     )
@@ -90,20 +98,33 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.checkpoint:
             raise ValueError("--checkpoint goes with --eval-only")
-        metrics = train_detector(config, progress=progress)
+        metrics = train_detector(config, progress=progress, resume_anyway=args.resume_anyway)
     print(f"test {DETECTOR_METRIC} {100 * metrics['test'][DETECTOR_METRIC]:.2f}")
     print(f"metrics: {Path(config.OUTPUT_DIR) / METRICS_FILE}")
     return 0
 
 
-def train_detector(config: Config, *, progress: bool = True) -> dict:
+def train_detector(config: Config, *, progress: bool = True, resume_anyway: bool = False) -> dict:
     """Run (or resume) the detector training ``config`` describes, then score the final
     weights on test; returns (and writes) the metrics."""
-    solver = config.SOLVER
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("basgg train-detector runs in one process; do not start it with torchrun")
     context = init_distributed(config.MODEL.DEVICE)
+    with output_lock(config.OUTPUT_DIR, "basgg train-detector"):
+        return _train_detector(config, context, progress=progress, resume_anyway=resume_anyway)
+
+
+def _train_detector(
+    config: Config, context: DistributedContext, *, progress: bool, resume_anyway: bool
+) -> dict:
+    solver = config.SOLVER
     output_dir = Path(config.OUTPUT_DIR)
+    last = output_dir / LAST_CHECKPOINT
+    resumed = read_checkpoint(last) if last.exists() else None
+    if resumed is not None:
+        differences = check_resume_config(resumed.get("config"), config, last, anyway=resume_anyway)
+        if differences:
+            print(f"resuming despite config differences: {'; '.join(differences)}")
     output_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, output_dir / "config.yaml")
     seed_everything(config.SEED)
@@ -120,9 +141,8 @@ def train_detector(config: Config, *, progress: bool = True) -> dict:
     optimizer, schedule, scaler = build_optimization(config, parameters, context.device)
     use_amp = scaler.is_enabled()
     state = TrainingState()
-    last = output_dir / LAST_CHECKPOINT
-    if last.exists():
-        checkpoint = read_checkpoint(last)
+    if resumed is not None:
+        checkpoint = resumed
         check_model_fits(checkpoint, last, model=detector, model_info=info)
         detector.load_state_dict(checkpoint["model"])
         state = restore_training_state(
