@@ -136,7 +136,5 @@ def test_resuming_with_another_config_is_refused_naming_the_keys(
 def test_config_differences_treat_missing_saved_keys_as_defaults() -> None:
     config = load_config(None, ["SOLVER.BASE_LR", "0.5", "OUTPUT_DIR", "elsewhere"])
     saved = {"SOLVER": {"BASE_LR": 0.01}}  # an older checkpoint: few keys
-    assert config_differences(saved, config) == [
-        "SOLVER.BASE_LR: 0.01 in the checkpoint, 0.5 now"
-    ]
+    assert config_differences(saved, config) == ["SOLVER.BASE_LR: 0.01 in the checkpoint, 0.5 now"]
     assert issubclass(ResumeConfigError, ValueError)
