@@ -25,6 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from basgg import atomic
+from basgg.config_ranges import check_ranges
 from basgg.structures import Mode
 
 PREDICTORS = ("MotifPredictor", "VCTreePredictor", "TransformerPredictor", "FrequencyPredictor")
@@ -211,7 +212,8 @@ class Config:
 def load_config(
     path: str | Path | None = None, overrides: Sequence[str] = (), base: Config | None = None
 ) -> Config:
-    """Defaults, then the YAML file at ``path``, then ``KEY VALUE`` ``overrides`` in order."""
+    """Defaults, then the YAML file at ``path``, then ``KEY VALUE`` ``overrides`` in order;
+    then every value's range is checked (:func:`check_ranges`)."""
     config = base if base is not None else Config()
     if path is not None:
         path = Path(path)
@@ -225,7 +227,9 @@ def load_config(
             raise ConfigError(f"{path}: the top level must be a mapping of keys")
         for key, value in _flatten(data):
             set_value(config, key, value, source=str(path), from_text=False)
-    return apply_overrides(config, overrides)
+    config = apply_overrides(config, overrides)
+    check_ranges(config, source=f"{path} or the command line" if path else "command line")
+    return config
 
 
 def config_from_dict(data: dict[str, Any], *, source: str) -> Config:
