@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         args.predictions,
         ground_truths,
         predicate_names=vocabulary.predicates,
+        object_names=vocabulary.objects,
         ks=args.ks,
         zero_shot_triplets=zero_shot,
         predicate_groups=groups,

@@ -161,7 +161,13 @@ def read_predictions(path: str | Path) -> PredictionsFile:
         for name, (_, dtype) in _DATASETS.items():
             if name not in h5:
                 raise ValueError(f"{path}: dataset {name!r} is missing")
-            arrays[name] = np.asarray(h5[name][()], dtype=dtype)
+            try:
+                raw = np.asarray(h5[name][()])
+            except (OSError, ValueError, TypeError) as error:  # e.g. a corrupt gzip chunk
+                raise ValueError(
+                    f"{path}: dataset {name!r} cannot be read (corrupt or truncated file: {error})"
+                ) from None
+            arrays[name] = _cast(path, name, raw, dtype)
     try:
         mode = Mode(str(attrs["mode"]))
     except ValueError as error:
@@ -173,6 +179,7 @@ def read_predictions(path: str | Path) -> PredictionsFile:
             f"{path}: {len(names)} predicate names but num_predicates is {num_predicates}"
         )
     _check_layout(path, arrays, num_predicates)
+    _check_values(path, arrays)
     return PredictionsFile(
         path=path,
         mode=mode,
@@ -212,6 +219,79 @@ def _check_layout(path: Path, arrays: dict[str, np.ndarray], num_predicates: int
                 )
 
 
+def _cast(path: Path, name: str, raw: np.ndarray, dtype: type) -> np.ndarray:
+    """``raw`` as ``dtype``; integer datasets must hold integers (no silent truncation)."""
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: dataset {name!r} has dtype {raw.dtype}, expected numbers")
+    if np.issubdtype(dtype, np.integer) and raw.dtype.kind == "f":
+        bad = ~np.isfinite(raw) | (raw != np.round(raw))
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            image = f" (image {row})" if name in ("image_ids", "image_sizes") else ""
+            raise ValueError(
+                f"{path}: dataset {name!r} row {row}{image}: value {float(raw[bad][0])!r} is "
+                "not an integer"
+            )
+    return np.asarray(raw, dtype=dtype)
+
+
+# dataset -> (offsets that map its rows to images or None for per-image rows, check, rule)
+_VALUE_RULES = {
+    "image_sizes": (None, lambda v: (v > 0).all(axis=-1), "image sizes must be positive"),
+    "boxes": ("object_offsets", lambda v: np.isfinite(v).all(axis=-1), "boxes must be finite"),
+    "labels": ("object_offsets", lambda v: v >= 1, "object labels must be >= 1 (0 is background)"),
+    "object_scores": (
+        "object_offsets",
+        lambda v: np.isfinite(v) & (v >= 0),
+        "scores must be finite and >= 0",
+    ),
+    "predicate_scores": (
+        "relation_offsets",
+        lambda v: (np.isfinite(v) & (v >= 0)).all(axis=-1),
+        "scores must be finite and >= 0",
+    ),
+}
+
+
+def _check_values(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Finite non-negative scores, finite boxes, positive sizes, foreground labels; over
+    whole arrays at once. The error names the file, the dataset, the row and its image."""
+    for name, (offsets, check, rule) in _VALUE_RULES.items():
+        good = check(arrays[name])  # (rows,)
+        if good.all():
+            continue
+        row = int(np.flatnonzero(~good)[0])
+        raise ValueError(
+            f"{path}: dataset {name!r} row {row} ({where_row(arrays, offsets, row)}): "
+            f"{rule}, got {arrays[name][row].tolist()}"
+        )
+
+
+def where_row(arrays: dict[str, np.ndarray], offsets: str | None, row: int) -> str:
+    """``image i (image_id n)`` of a row of a per-object, per-relation or per-image dataset."""
+    image = row if offsets is None else int(np.searchsorted(arrays[offsets], row, "right")) - 1
+    return f"image {image}, image_id {int(arrays['image_ids'][image])}"
+
+
+def _check_labels(predictions: PredictionsFile, num_objects: int) -> None:
+    """Every object label within the dataset's classes (over all images at once)."""
+    graphs = predictions.graphs
+    if not graphs:
+        return
+    labels = torch.cat([graph.labels for graph in graphs]).numpy()  # (sum N_i,)
+    bad = labels >= num_objects
+    if not bad.any():
+        return
+    row = int(np.flatnonzero(bad)[0])
+    offsets = np.cumsum([0] + [graph.num_objects for graph in graphs])
+    arrays = {"object_offsets": offsets, "image_ids": [graph.image_id for graph in graphs]}
+    raise ValueError(
+        f"{predictions.path}: dataset 'labels' row {row} "
+        f"({where_row(arrays, 'object_offsets', row)}): label {int(labels[row])} is not an "
+        f"object class of the dataset (1..{num_objects - 1})"
+    )
+
+
 def _graphs(path: Path, arrays: dict[str, np.ndarray]) -> list[SceneGraph]:
     objects, relations = arrays["object_offsets"], arrays["relation_offsets"]
     predicates = foreground_argmax(arrays["predicate_scores"])
@@ -245,20 +325,25 @@ def validate_predictions(
     *,
     num_predicates: int | None = None,
     predicate_names: Sequence[str] | None = None,
+    num_objects: int | None = None,
 ) -> None:
     """Check a predictions file against the dataset it claims to predict.
 
     Checks the image count, the image ids (in order), the box count of every image in
-    predcls and sgcls, and the score width against the dataset's predicate count (and the
-    names, when given). Raises ``ValueError`` saying what differs and where.
+    predcls and sgcls, the score width against the dataset's predicate count (and the
+    names, when given) and the object labels against its object classes. Raises
+    ``ValueError`` saying what differs and where.
 
     Args:
         predictions: the file's content.
         ground_truths: the dataset split, one graph per image, in order.
         num_predicates: the dataset's predicate classes, background included.
         predicate_names: the dataset's predicate names, background at 0.
+        num_objects: the dataset's object classes, background included.
     """
     path = predictions.path
+    if num_objects is not None:
+        _check_labels(predictions, num_objects)
     if num_predicates is not None and num_predicates != predictions.num_predicates:
         raise ValueError(
             f"{path}: field predicate_scores has {predictions.num_predicates} columns but "

@@ -162,6 +162,7 @@ def evaluate_file(
     out_dir: str | Path | None = None,
     predicate_order: Sequence[int] | None = None,
     extra: dict | None = None,
+    object_names: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Read a predictions file, check it against ``ground_truths`` and score it.
 
@@ -176,6 +177,8 @@ def evaluate_file(
         out_dir: when given, write the report files there (:func:`write_report`).
         predicate_order: predicate indices for the plots, most frequent first.
         extra: more entries for metrics.json (e.g. where the zero-shot list came from).
+        object_names: the dataset's object names (background at 0): labels are checked
+            against them.
     """
     predictions = read_predictions(predictions_path)
     validate_predictions(
@@ -183,6 +186,7 @@ def evaluate_file(
         ground_truths,
         num_predicates=len(predicate_names),
         predicate_names=predicate_names,
+        num_objects=None if object_names is None else len(object_names),
     )
     evaluator = SGEvaluator(
         mode=mode or predictions.mode,

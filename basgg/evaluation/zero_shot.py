@@ -72,8 +72,12 @@ def load_zero_shot_file(path: str | Path) -> np.ndarray:
             if not isinstance(loaded, torch.Tensor):
                 raise ValueError(f"holds a {type(loaded).__name__}, expected one tensor")
             table = loaded.long().numpy()
-    except (OSError, RuntimeError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read the zero-shot triplets ({error})") from error
+    except Exception as error:  # noqa: BLE001 - torch raises UnpicklingError, EOFError, ...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{path}: cannot read the zero-shot triplets (not a (T, 3) tensor or .npy file: "
+            f"{reason})"
+        ) from None
     table = np.asarray(table)
     if table.ndim != 2 or table.shape[1] != 3 or not np.issubdtype(table.dtype, np.integer):
         raise ValueError(
