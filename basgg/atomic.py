@@ -59,6 +59,10 @@ def atomic_output(
         if durable:
             _fsync_file(temporary)
         os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise _naming(error, path, temporary) from error
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
@@ -133,6 +137,13 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _naming(error: OSError, path: Path, temporary: Path) -> OSError:
+    """``error`` naming the file the user asked for, not its temporary stand-in."""
+    if error.errno is None or error.filename not in (None, str(temporary), temporary):
+        return error
+    return type(error)(error.errno, error.strerror or os.strerror(error.errno), str(path))
 
 
 def _writer_pid(name: str) -> int | None:

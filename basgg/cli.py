@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,31 +24,87 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "scene graphs of your own images (JSON + PNG per image)"),
 }
 
+DEBUG_HELP = "show the Python traceback of an error instead of a one-line message"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="basgg", description="Scene graph generation with BA-SGG balance adjustment."
     )
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"basgg.commands.{module_name}")
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``basgg`` console script; returns the exit status."""
+    """Entry point of the ``basgg`` console script; returns the exit status.
+
+    A bad input (``ValueError``, ``KeyError``) or a file system error (``OSError``) is one
+    line on stderr and exit status 2; any other error is one line and status 1. ``--debug``
+    lets the exception through, with its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug:
+        return int(args.run(args) or 0)
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"basgg {args.command}: error: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"basgg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, OSError) as error:
+        print(f"basgg {args.command}: error: {error_message(error)}", file=sys.stderr)
         return 2
+    except Exception as error:  # noqa: BLE001 - a user sees one line, not a traceback
+        print(
+            f"basgg {args.command}: error: {type(error).__name__}: {_first_line(error)} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+# errno -> what a user can act on
+_CAUSES = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.ENOTDIR: "not a directory (a file is in the way)",
+    errno.EISDIR: "is a directory, not a file",
+    errno.EEXIST: "already exists (and is not a directory)",
+    errno.ENOENT: "no such file or directory",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EMFILE: "too many open files",
+}
+
+
+def error_message(error: BaseException) -> str:
+    """One line for an error: a ``KeyError``'s text, an ``OSError``'s path and cause."""
+    if isinstance(error, KeyError):
+        return str(error.args[0]) if error.args else "KeyError"
+    if isinstance(error, OSError) and error.errno is not None and error.filename is not None:
+        cause = _CAUSES.get(error.errno, error.strerror or os.strerror(error.errno))
+        if error.filename2 is not None:
+            return f"{error.filename} -> {error.filename2}: {cause}"
+        return f"{error.filename}: {cause}"
+    if isinstance(error, OSError) and error.errno is not None and not error.filename:
+        cause = _CAUSES.get(error.errno, error.strerror or os.strerror(error.errno))
+        return f"{cause} ({_first_line(error)})"
+    return _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _version() -> str:

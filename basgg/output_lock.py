@@ -60,7 +60,10 @@ def output_lock(folder: str | Path, command: str) -> Iterator[Path]:
     descriptor = _acquire(path, folder)
     _HELD[key] = 1
     try:
-        _write_owner(descriptor, command)
+        try:
+            _write_owner(descriptor, command)
+        except OSError as error:  # e.g. a full disk: name the file
+            raise OSError(error.errno, error.strerror, str(path)) from error
         clean_temporaries(key, recursive=True)
         yield path
     finally:
