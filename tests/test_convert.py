@@ -298,9 +298,9 @@ def test_synthvg_round_trips_to_the_same_h5(tmp_path):
     ]
     assert new[0]["file_name"] == f"{old[0]['image_id']}.jpg"
     assert (again.image_path(1)).read_bytes() == synth.image_path(1).read_bytes()
-    # converting a folder's own export back into it keeps its images in place
+    # converting a folder's own export back into it is refused: it would write into the images
     image_bytes = synth.image_path(1).read_bytes()
-    assert main([*argv, "--out", str(synth.root), "--overwrite", "--link-images"]) == 0
+    assert main([*argv, "--out", str(synth.root), "--overwrite", "--link-images"]) == 2
     assert synth.image_path(1).read_bytes() == image_bytes
     assert len(list(synth.image_dir_path.glob("*.jpg"))) == 30
     np.testing.assert_array_equal(read_h5(synth.roidb_path)["boxes_1024"], original["boxes_1024"])

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from basgg.data.convert import IMAGE_MODES, VOCABULARIES, ConversionSummary, json_to_vg150
-from basgg.data.json_format import SPLITS, read_annotations
+from basgg.data.json_format import SPLITS, outside_folder, read_annotations
 from basgg.data.vg150_format import VG150Files
+from basgg.output_lock import output_lock
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,29 +57,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the dataset a folder already holds"
     )
+    parser.add_argument(
+        "--allow-outside-images",
+        action="store_true",
+        help="read file_name entries that lie outside --images (../x.jpg, absolute paths, "
+        "links pointing out); refused by default, and listed when allowed",
+    )
+
+
+def check_folders(images: Path, out: Path) -> None:
+    """Refuse an ``--images`` folder that overlaps ``--out``: converting writes (and with
+    ``--overwrite`` deletes) in ``--out``, and must never touch the source images."""
+    source, target = Path(images).resolve(), Path(out).resolve()
+    if source == target or source.is_relative_to(target) or target.is_relative_to(source):
+        raise ValueError(
+            f"--images {images} and --out {out} overlap: converting would write into the "
+            "source images; write the dataset to a folder outside --images (and not "
+            "containing it)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
+    check_folders(args.images, args.out)
     files = VG150Files(root=Path(args.out))
     existed = files.roidb_path.exists()
     if existed and not args.overwrite:
         raise ValueError(f"{args.out}: already holds a dataset (pass --overwrite to replace it)")
-    annotations = read_annotations(args.annotations, image_dir=args.images)
-    summary = json_to_vg150(
-        annotations,
-        files,
-        image_dir=args.images,
-        vocabulary=args.vocabulary,
-        drop_unknown=args.drop_unknown,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        image_mode=args.image_mode,
+    annotations = read_annotations(
+        args.annotations, image_dir=args.images, allow_outside=args.allow_outside_images
     )
-    if existed:  # a smaller dataset leaves no extras
-        written = {files.image_path(image_id).name for image_id in _image_ids(files)}
-        for stale in files.image_dir_path.glob("*.jpg"):
-            if stale.name not in written:
-                stale.unlink()
+    outside = [
+        image.file_name
+        for image in annotations.images
+        if outside_folder(args.images, image.file_name)
+    ]
+    if outside:
+        print(
+            f"note: {len(outside)} image(s) read from outside --images {args.images} "
+            f"(--allow-outside-images), e.g. {outside[0]!r}"
+        )
+    with output_lock(args.out, "basgg data convert"):
+        summary = json_to_vg150(
+            annotations,
+            files,
+            image_dir=args.images,
+            vocabulary=args.vocabulary,
+            drop_unknown=args.drop_unknown,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            image_mode=args.image_mode,
+        )
+        if existed:  # a smaller dataset leaves no extras (only files named as basgg names them)
+            written = {files.image_path(image_id).name for image_id in _image_ids(files)}
+            for stale in files.image_dir_path.glob("*.jpg"):
+                if stale.stem.isdigit() and stale.name not in written:
+                    stale.unlink()
     print(summary_text(summary))
     print(f"\nwrote {sum(summary.images.values())} images to {args.out}")
     print(f"next: basgg data stats {args.out}")

@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not args.overwrite:
         raise ValueError(f"{args.out}: already exists (pass --overwrite to replace it)")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # fails now, not after reading
     files = VG150Files(root=Path(args.root))
     annotations = vg150_to_json(files, split=args.split)
     write_annotations(args.out, annotations)

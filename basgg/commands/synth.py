@@ -10,6 +10,7 @@ import yaml
 from basgg import atomic
 from basgg.data.summary import summarize_dataset, summary_table, write_report
 from basgg.data.synthvg import generate_dataset, load_settings, settings_dict
+from basgg.output_lock import output_lock
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,10 +60,13 @@ def run(args: argparse.Namespace) -> int:
     if (out / "VG-SGG-with-attri.h5").exists():
         if not args.overwrite:
             raise ValueError(f"{out}: already holds a dataset (pass --overwrite to replace it)")
-        for stale in (out / "VG_100K").glob("*.jpg"):  # a smaller dataset leaves no extras
-            stale.unlink()
-    result = generate_dataset(out, settings, workers=args.workers)
-    atomic.write_text(out / "synthvg_settings.yaml", yaml.safe_dump(settings_dict(settings)))
+    with output_lock(out, "basgg data synth"):
+        if (out / "VG-SGG-with-attri.h5").exists():  # a smaller dataset leaves no extras
+            for stale in (out / "VG_100K").glob("*.jpg"):
+                if stale.stem.isdigit():  # only the names SynthVG writes
+                    stale.unlink()
+        result = generate_dataset(out, settings, workers=args.workers)
+        atomic.write_text(out / "synthvg_settings.yaml", yaml.safe_dump(settings_dict(settings)))
     summary = summarize_dataset(result.files)
     paths = write_report(summary, out / "report")
     print(summary_table(summary))

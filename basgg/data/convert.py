@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from basgg import atomic
 from basgg.boxes import cxcywh_to_xyxy
 from basgg.data.json_format import SPLITS, AnnotationSet, ImageAnnotation
 from basgg.data.vg150_checks import (
@@ -271,7 +272,7 @@ def json_to_vg150(
     entries = json.loads(out.image_data_path.read_text())
     for entry, index in zip(entries, order, strict=True):
         entry["file_name"] = images[index].file_name
-    out.image_data_path.write_text(json.dumps(entries))
+    atomic.write_text(out.image_data_path, json.dumps(entries))
     reencoded = 0
     if image_dir is not None:
         reencoded = copy_images(
@@ -320,24 +321,27 @@ def _scene_graph(
 def copy_images(sources: list[Path], targets: list[Path], *, mode: str = "copy") -> int:
     """Copy (or symlink) JPEG ``sources`` to ``targets``; re-encode other formats to JPEG.
 
-    Returns the number of re-encoded images. Existing targets are replaced.
+    Returns the number of re-encoded images. Existing targets are replaced atomically (a
+    target is never opened for writing: a link to a source stays untouched until renamed
+    over), and sources are only read.
     """
     reencoded = 0
+    folders = {target.parent for target in targets}
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.clean_temporaries(folder)  # left by a killed earlier conversion
     for source, target in zip(sources, targets, strict=True):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() and target.resolve() == source.resolve():
-            continue  # already in place (converting a folder's own export back into it)
-        if target.is_symlink() or target.exists():
-            target.unlink()
         with Image.open(source) as opened:
             if opened.format != "JPEG":
-                opened.convert("RGB").save(target, format="JPEG", quality=JPEG_QUALITY)
+                with atomic.atomic_output(target, durable=False, clean=False) as temporary:
+                    opened.convert("RGB").save(temporary, format="JPEG", quality=JPEG_QUALITY)
                 reencoded += 1
                 continue
-        if mode == "link":
-            os.symlink(source.resolve(), target)
-        else:
-            shutil.copyfile(source, target)
+        with atomic.atomic_output(target, durable=False, clean=False) as temporary:
+            if mode == "link":
+                os.symlink(source.resolve(), temporary)
+            else:
+                shutil.copyfile(source, temporary)
     return reencoded
 
 

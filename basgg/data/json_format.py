@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -141,7 +142,9 @@ class _Place:
             raise self.error(f"unknown key(s) {unknown}; allowed: {list(allowed)}", unknown[0])
 
 
-def read_annotations(path: str | Path, *, image_dir: str | Path | None = None) -> AnnotationSet:
+def read_annotations(
+    path: str | Path, *, image_dir: str | Path | None = None, allow_outside: bool = False
+) -> AnnotationSet:
     """Read and validate a JSON annotation file.
 
     Args:
@@ -149,6 +152,8 @@ def read_annotations(path: str | Path, *, image_dir: str | Path | None = None) -
         image_dir: folder the ``file_name`` entries are relative to. When given, every image
             file must exist and be readable, missing ``width``/``height`` are taken from it and
             given ones must agree with it. When ``None``, ``width`` and ``height`` are required.
+        allow_outside: allow ``file_name`` entries that lie outside ``image_dir`` (``../x``,
+            absolute paths, links pointing out); refused by default.
 
     Raises:
         AnnotationError: naming the file, the image (index and file name), the object or
@@ -156,15 +161,28 @@ def read_annotations(path: str | Path, *, image_dir: str | Path | None = None) -
     """
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise annotation_error(path, f"cannot read the JSON annotations ({error})") from error
-    return parse_annotations(data, source=str(path), image_dir=image_dir)
+    except RecursionError:
+        raise annotation_error(
+            path, "cannot read the JSON annotations (nested too deeply)"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # ValueError: huge integers too
+        raise annotation_error(path, f"cannot read the JSON annotations ({error})") from None
+    return parse_annotations(
+        data, source=str(path), image_dir=image_dir, allow_outside=allow_outside
+    )
 
 
 def parse_annotations(
-    data: object, *, source: str = "<annotations>", image_dir: str | Path | None = None
+    data: object,
+    *,
+    source: str = "<annotations>",
+    image_dir: str | Path | None = None,
+    allow_outside: bool = False,
 ) -> AnnotationSet:
-    """Validate decoded JSON (see :func:`read_annotations`); ``source`` names it in errors."""
+    """Validate decoded JSON (see :func:`read_annotations`); ``source`` names it in errors.
+
+    File names are normalised (``./a.jpg`` and ``sub/../a.jpg`` are ``a.jpg``) before
+    duplicates are looked for."""
     place = _Place(source)
     if not isinstance(data, dict):
         raise place.error(f"expected a JSON object, got {type(data).__name__}")
@@ -174,7 +192,9 @@ def parse_annotations(
     classes = [_parse_classes(data.get(key), key, place) for key in TOP_KEYS[:2]]
     images, rotated = [], []
     for index, entry in enumerate(data["images"]):
-        image, orientation = _parse_image(entry, replace(place, image=index), image_dir)
+        image, orientation = _parse_image(
+            entry, replace(place, image=index), image_dir, allow_outside
+        )
         images.append(image)
         if orientation not in (None, 1):
             rotated.append(index)
@@ -212,8 +232,22 @@ def _is_integer(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def normal_file_name(file_name: str) -> str:
+    """One spelling per path: ``./a.jpg``, ``sub/../a.jpg`` and ``a.jpg`` are ``a.jpg``."""
+    return posixpath.normpath(file_name)
+
+
+def outside_folder(folder: str | Path, file_name: str) -> bool:
+    """Whether ``folder / file_name`` lies outside ``folder``, by its spelling (``..``, an
+    absolute path) or through a symbolic link pointing out."""
+    if posixpath.isabs(file_name) or normal_file_name(file_name).split("/")[0] == "..":
+        return True
+    root = Path(folder).resolve()
+    return not (Path(folder) / file_name).resolve().is_relative_to(root)
+
+
 def _parse_image(
-    entry: object, place: _Place, image_dir: str | Path | None
+    entry: object, place: _Place, image_dir: str | Path | None, allow_outside: bool = False
 ) -> tuple[ImageAnnotation, int | None]:
     """The image and its EXIF orientation (``None`` when no file was opened or it has none)."""
     if not isinstance(entry, dict):
@@ -223,13 +257,23 @@ def _parse_image(
     place.check_keys(entry, IMAGE_KEYS)
     if not isinstance(file_name, str) or not file_name.strip():
         raise place.error("missing or not a non-empty string", "file_name")
+    file_name = normal_file_name(file_name)
+    if image_dir is not None and not allow_outside and outside_folder(image_dir, file_name):
+        raise place.error(
+            f"lies outside the image folder {image_dir}; basgg reads only inside it (pass "
+            "--allow-outside-images to read it anyway)",
+            "file_name",
+        )
     split = entry.get("split")
     if split is not None and split not in SPLITS:
         raise place.error(f"{split!r} is not one of {SPLITS}", "split")
     image_id = entry.get("image_id")
-    if image_id is not None and (not _is_integer(image_id) or image_id < 0):
-        raise place.error(f"{image_id!r} is not a non-negative integer", "image_id")
-    width, height, orientation = _image_size(entry, place, image_dir)
+    if image_id is not None and (not _is_integer(image_id) or not 0 <= image_id < 2**63):
+        raise place.error(
+            f"{image_id!r} is not a non-negative integer below 2**63 (VG150 stores 64-bit ids)",
+            "image_id",
+        )
+    width, height, orientation = _image_size(entry, place, image_dir, file_name)
     names, boxes = _parse_objects(entry.get("objects", []), width, height, place)
     pairs, predicates, specific = _parse_relationships(
         entry.get("relationships", []), len(names), place
@@ -250,7 +294,7 @@ def _parse_image(
 
 
 def _image_size(
-    entry: dict, place: _Place, image_dir: str | Path | None
+    entry: dict, place: _Place, image_dir: str | Path | None, file_name: str
 ) -> tuple[int, int, int | None]:
     """(width, height, EXIF orientation or None) from the entry, checked against the file."""
     given = {}
@@ -258,15 +302,15 @@ def _image_size(
         value = entry.get(key)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if value is not None and (not _is_integer(value) or value <= 0):
-            raise place.error(f"{value!r} is not a positive integer", key)
+        if value is not None and (not _is_integer(value) or not 0 < value < 2**31):
+            raise place.error(f"{value!r} is not a positive integer below 2**31", key)
         given[key] = value
     if image_dir is None:
         for key, value in given.items():
             if value is None:
                 raise place.error("missing (required when no image folder is given)", key)
         return given["width"], given["height"], None
-    path = Path(image_dir) / entry["file_name"]
+    path = Path(image_dir) / file_name
     if not path.is_file():
         raise place.error(f"image file missing: {path}", "file_name")
     try:
