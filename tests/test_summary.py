@@ -102,7 +102,8 @@ def test_bad_predicate_names_file_image_and_field(tiny: VG150Files) -> None:
         predicates = h5["predicates"][()]
         predicates[3, 0] = 9  # row 3 is image 1's second relation (0-based image index 1)
         h5["predicates"][...] = predicates
-    with pytest.raises(ValueError, match=r"VG-SGG-with-attri.h5: image 1: field 'predicates'"):
+    expected = r"VG-SGG-with-attri.h5: h5 row 1 \(image_id 2\): field 'predicates'"
+    with pytest.raises(ValueError, match=expected):
         summarize_dataset(tiny)
 
 
@@ -111,5 +112,34 @@ def test_relation_into_another_image_is_reported(tiny: VG150Files) -> None:
         relationships = h5["relationships"][()]
         relationships[4] = np.array([0, 1])  # image 2's relation pointing at image 0's boxes
         h5["relationships"][...] = relationships
-    with pytest.raises(ValueError, match=r"image 2: field 'relationships'"):
+    with pytest.raises(ValueError, match=r"h5 row 2 \(image_id 3\): field 'relationships'"):
         summarize_dataset(tiny)
+
+
+def _loader_error(files: VG150Files) -> str:
+    from basgg.data.vg150 import VG150Dataset
+
+    with pytest.raises(ValueError) as error:
+        VG150Dataset(files, split="train", val_size=0, load_images=False)
+    return str(error.value)
+
+
+def test_stats_refuses_a_box_the_loader_refuses(tiny: VG150Files, capsys) -> None:
+    with h5py.File(tiny.roidb_path, "r+") as h5:
+        boxes = h5["boxes_1024"][()]
+        boxes[2, 2] = 0  # zero width
+        h5["boxes_1024"][...] = boxes
+    expected = _loader_error(tiny)
+    assert "boxes_1024" in expected
+    assert main(["data", "stats", str(tiny.root)]) == 2
+    assert capsys.readouterr().err.strip().endswith(expected)
+
+
+def test_stats_refuses_dicts_the_loader_refuses(tiny: VG150Files, capsys) -> None:
+    info = json.loads(tiny.dict_path.read_text())
+    info["label_to_idx"]["cat"] = 3  # disagrees with idx_to_label
+    tiny.dict_path.write_text(json.dumps(info))
+    expected = _loader_error(tiny)
+    assert "label_to_idx" in expected
+    assert main(["data", "stats", str(tiny.root)]) == 2
+    assert capsys.readouterr().err.strip().endswith(expected)

@@ -15,7 +15,13 @@ import h5py
 import numpy as np
 
 from basgg import atomic
-from basgg.data.vg150_format import SPECIFIC_PREDICATES, VG150Files, read_vocabulary
+from basgg.data.vg150_checks import (
+    check_h5_arrays,
+    read_checked_vocabulary,
+    read_h5_arrays,
+    read_image_data,
+)
+from basgg.data.vg150_format import SPECIFIC_PREDICATES, VG150Files
 from basgg.predicate_groups import BODY, HEAD, TAIL, predicate_groups
 
 SPLIT_NAMES = {0: "train", 1: "val", 2: "test"}
@@ -115,8 +121,15 @@ def _check_range(path: Path, values: np.ndarray, owners: np.ndarray, high: int, 
 
 
 def summarize_dataset(files: VG150Files) -> DatasetSummary:
-    """Count objects and relations of a VG150-format dataset overall and per split flag."""
-    vocabulary = read_vocabulary(files.dict_path)
+    """Count objects and relations of a VG150-format dataset overall and per split flag.
+
+    The files are first checked as the loader checks them (so a dataset that summarises is a
+    dataset that trains): :func:`basgg.data.vg150_checks.check_h5_arrays`.
+    """
+    vocabulary = read_checked_vocabulary(files.dict_path)
+    arrays = read_h5_arrays(files.roidb_path)
+    image_ids, _, _ = read_image_data(files.image_data_path, len(arrays["split"]))
+    check_h5_arrays(arrays, files.roidb_path, vocabulary, image_ids)
     path = files.roidb_path
     data = _read_h5(path)
     split = data["split"].astype(np.int64)
