@@ -145,3 +145,13 @@ def test_a_malicious_zero_shot_file_is_a_message(tmp_path: Path, data: Path, cap
     error = _eval(path, data, capsys, "--zero-shot", str(evil))
     assert f"{evil}: cannot read the zero-shot triplets" in error
     assert "this must never run" not in capsys.readouterr().out
+
+
+def test_an_empty_split_prints_dashes_not_zero_mean_recall() -> None:
+    from basgg.evaluation import evaluate, format_table
+    from basgg.structures import Mode
+
+    result = evaluate([], [], mode=Mode.PREDCLS, num_predicates=4, ks=(20, 50))
+    rows = {line.split()[0]: line.split()[1:] for line in format_table(result).splitlines()[2:]}
+    for name in ("R", "mR", "ngmR", "F"):
+        assert rows[name] == ["-", "-"], (name, rows[name])

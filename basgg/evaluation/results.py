@@ -151,6 +151,7 @@ def aggregate(
     num_gt = per_image["num_gt"].astype(np.float64)
     has_zero_shot = per_image["zero_shot_count"] > 0
     foreground = num_predicates - 1
+    scored = len(num_gt) > 0  # no scored image: every recall is undefined ("-"), not 0
     for column, k in enumerate(ks):
         recall = _mean(per_image["hits"][:, column] / num_gt)
         ng_recall = _mean(per_image["ng_hits"][:, column] / num_gt)
@@ -158,8 +159,8 @@ def aggregate(
         ng_recall_by_k[k] = per_predicate_recall(
             per_image, "ng_predicate_hits", num_predicates, column
         )
-        mean_recall = float(recall_by_k[k][1:].sum()) / foreground
-        ng_mean_recall = float(ng_recall_by_k[k][1:].sum()) / foreground
+        mean_recall = float(recall_by_k[k][1:].sum()) / foreground if scored else math.nan
+        ng_mean_recall = float(ng_recall_by_k[k][1:].sum()) / foreground if scored else math.nan
         metrics[f"R@{k}"] = recall
         metrics[f"ngR@{k}"] = ng_recall
         metrics[f"mR@{k}"] = mean_recall
@@ -177,8 +178,8 @@ def aggregate(
         metrics[f"F@{k}"] = harmonic_mean(recall, mean_recall)
         for name, members in (predicate_groups or {}).items():
             members = np.asarray(members, dtype=np.int64)
-            metrics[f"mR@{k}/{name}"] = _mean(recall_by_k[k][members])
-            metrics[f"ngmR@{k}/{name}"] = _mean(ng_recall_by_k[k][members])
+            metrics[f"mR@{k}/{name}"] = _mean(recall_by_k[k][members]) if scored else math.nan
+            metrics[f"ngmR@{k}/{name}"] = _mean(ng_recall_by_k[k][members]) if scored else math.nan
     if informative:
         total = per_image["informative_count"].sum()
         hits = per_image["informative_hits"].sum()
