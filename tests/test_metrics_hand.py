@@ -338,7 +338,8 @@ def test_nothing_to_score_gives_nan_and_json_null() -> None:
         zero_shot_triplets=np.zeros((0, 3), np.int64),
     )
     assert math.isnan(result.metrics["R@20"]) and math.isnan(result.metrics["zR@20"])
-    assert result.metrics["mR@20"] == 0.0  # no image holds any predicate: every R_p is 0
+    # no image scored: mR is undefined like R (printed "-"), not SGB's 0 of empty R_p lists
+    assert math.isnan(result.metrics["mR@20"]) and math.isnan(result.metrics["ngmR@20"])
     content = result.to_dict(include_per_image=True)
     assert content["metrics"]["R@20"] is None and content["per_image"]["num_gt"] == []
     assert content["counts"]["images_skipped"] == 1
