@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, Rectangle  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from basgg.atomic import save_figure  # noqa: E402
 
@@ -33,6 +34,7 @@ EDGE_CURVE = 0.18  # arc3 rad of the arrows: a -> b and b -> a bend to opposite 
 LABEL_PLACES = (0.5, 0.38, 0.62, 0.28, 0.72)  # where along an edge its label may sit
 FAINT = "#b0b0b0"
 BOX_LINE_WIDTH = 2.0  # points, whatever the image size
+MAX_DRAWN_SIDE = 2048  # pixels: a larger photo is drawn downscaled (the panel is ~1500 wide)
 
 
 def object_colours(record: Mapping[str, Any]) -> dict[int, tuple[float, float, float]]:
@@ -99,7 +101,8 @@ def _draw_image(
     faint_others: bool,
 ) -> None:
     height, width = image.shape[:2]
-    axis.imshow(image)
+    extent = (-0.5, width - 0.5, height - 0.5, -0.5)  # boxes stay in the photo's pixels
+    axis.imshow(drawable_image(image), extent=extent)
     axis.set_xlim(-0.5, width - 0.5)
     axis.set_ylim(height - 0.5, -0.5)
     axis.axis("off")
@@ -126,6 +129,23 @@ def _draw_image(
             va="bottom" if above else "top", ha="left", clip_on=True,
             bbox={"facecolor": colour, "edgecolor": "none", "alpha": 0.85, "pad": 1.5},
         )  # fmt: skip
+
+
+def drawable_image(image: np.ndarray, max_side: int = MAX_DRAWN_SIDE) -> np.ndarray:
+    """``image`` (H, W, 3) uint8, downscaled so that its longer side is at most ``max_side``.
+
+    A big photo is first subsampled by an integer step (a view: no full-size copy), then
+    resized with Pillow; drawing memory is bounded whatever the photo's size.
+    """
+    height, width = image.shape[:2]
+    longer = max(height, width)
+    if longer <= max_side:
+        return image
+    step = max(1, longer // (2 * max_side))
+    reduced = np.ascontiguousarray(image[::step, ::step])  # (H / step, W / step, 3)
+    scale = max_side / longer
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(reduced).resize(size, Image.Resampling.BILINEAR))
 
 
 def _box(

@@ -532,3 +532,41 @@ def test_sgdet_checkpoint_needs_only_images(tmp_path: Path) -> None:
     assert all(0 < score <= 1 for score in scores)
     for relation in record["relations"]:  # SGDet scores include both object scores
         assert relation["score"] <= scores[relation["subject"]] * scores[relation["object"]] + 1e-6
+
+
+def test_big_photos_are_drawn_at_a_bounded_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 10000-pixel photo peaked at 7.7 GB while drawing: the image given to matplotlib is
+    at most 2048 pixels on its longer side, and boxes keep the photo's pixel frame."""
+    from matplotlib.axes import Axes
+
+    from basgg.visualize import draw_scene_graph
+
+    shown = []
+    original = Axes.imshow
+
+    def spy(self, data, *args, **kwargs):
+        shown.append((data.shape, kwargs.get("extent")))
+        return original(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "imshow", spy)
+    photo = np.zeros((300, 10000, 3), np.uint8)
+    photo[:, 5000:] = 255
+    record = {
+        "image": "wide.jpg",
+        "mode": "predcls",
+        "objects": [
+            {"index": 0, "label": "man", "box": [100.0, 10.0, 400.0, 290.0], "score": 1.0},
+            {"index": 1, "label": "hat", "box": [9000.0, 10.0, 9900.0, 200.0], "score": 1.0},
+        ],
+        "relations": [
+            {"subject": 0, "predicate": "has", "object": 1, "score": 0.9,
+             "subject_label": "man", "object_label": "hat"},
+        ],
+    }  # fmt: skip
+    draw_scene_graph(photo, record, tmp_path / "wide.png")
+    ((shape, extent),) = shown
+    assert max(shape[:2]) == 2048 and shape[2] == 3  # basgg.visualize.MAX_DRAWN_SIDE
+    assert shape[1] / shape[0] == pytest.approx(10000 / 300, rel=0.02)
+    assert extent == (-0.5, 9999.5, 299.5, -0.5)
