@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 TEMPORARY_PREFIX = ".basgg-tmp-"
+SWEEP_DEPTH = 3  # sub-folder levels a recursive sweep looks into
 
 
 def temporary_name(path: Path) -> Path:
@@ -105,12 +106,15 @@ def clean_temporaries(
 
     Only files whose writing process no longer runs are removed, so a concurrent writer's
     file in progress is safe. ``name`` limits the sweep to temporaries of that final name;
-    ``recursive`` also sweeps the sub-folders.
+    ``recursive`` also sweeps sub-folders, down to :data:`SWEEP_DEPTH` levels (an output
+    folder's layout: ``inference/test/predictions.h5``), so a folder given by mistake (a home
+    directory) is not walked whole.
     """
     folder = Path(folder)
     pattern = f"{TEMPORARY_PREFIX}*-{name}" if name else f"{TEMPORARY_PREFIX}*"
+    depths = range(SWEEP_DEPTH + 1) if recursive else range(1)
     try:
-        candidates = list(folder.rglob(pattern) if recursive else folder.glob(pattern))
+        candidates = [path for depth in depths for path in folder.glob("*/" * depth + pattern)]
     except OSError:
         return []
     removed = []

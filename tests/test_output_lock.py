@@ -138,3 +138,16 @@ def test_config_differences_treat_missing_saved_keys_as_defaults() -> None:
     saved = {"SOLVER": {"BASE_LR": 0.01}}  # an older checkpoint: few keys
     assert config_differences(saved, config) == ["SOLVER.BASE_LR: 0.01 in the checkpoint, 0.5 now"]
     assert issubclass(ResumeConfigError, ValueError)
+
+
+def test_taking_the_folder_removes_temporaries_of_killed_writers(tmp_path: Path) -> None:
+    from basgg.atomic import TEMPORARY_PREFIX
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid no longer runs
+    leftover = tmp_path / "inference" / "test" / f"{TEMPORARY_PREFIX}{finished.pid}-0a0a-p.h5"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half")
+    with output_lock(tmp_path, "basgg test"):
+        assert not leftover.exists()
+    assert leftover.parent.is_dir()
