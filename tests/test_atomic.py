@@ -162,3 +162,19 @@ def test_figures_and_numpy_files_keep_their_format(tmp_path: Path) -> None:
         np.save(temporary, np.arange(3))
     assert np.load(tmp_path / "counts.npy").tolist() == [0, 1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["counts.npy", "plot.png"]
+
+
+def test_a_log_row_cut_short_by_a_kill_is_dropped_on_resume(tmp_path: Path) -> None:
+    from basgg.training.logs import TRAIN_LOG, TrainingLog
+
+    (tmp_path / TRAIN_LOG).write_text(
+        "iteration,lr,loss\n1,0.1,2.0\n2,0.1,1.5\n3,0.1,1."  # the kill hit mid-row 3
+    )
+    log = TrainingLog(tmp_path, resume_iteration=3, tensorboard=False)
+    log.training(3, 0.1, {"loss": 1.25}, 0.5)
+    assert (tmp_path / TRAIN_LOG).read_text().splitlines() == [
+        "iteration,lr,loss",
+        "1,0.1,2.0",
+        "2,0.1,1.5",
+        "3,0.1,1.250000",
+    ]

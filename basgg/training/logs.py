@@ -92,11 +92,18 @@ def _append(path: Path, columns: tuple[str, ...], row: dict) -> None:
 def _truncate(path: Path, iteration: int) -> None:
     if not path.exists():
         return
-    with open(path, newline="") as stream:
-        rows = list(csv.reader(stream))
+    text = path.read_text()
+    if text and not text.endswith("\n"):  # a kill mid-append cut the last row: drop it
+        text = text[: text.rfind("\n") + 1]
+    rows = list(csv.reader(text.splitlines()))
     if not rows:
         return
-    kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) <= iteration]
+    width = len(rows[0])
+    kept = [rows[0]] + [
+        row
+        for row in rows[1:]
+        if len(row) == width and row[0].isdigit() and int(row[0]) <= iteration
+    ]
     if iteration == 0:
         kept = []
     with atomic_output(path) as temporary, open(temporary, "w", newline="") as stream:
