@@ -167,3 +167,10 @@ def test_an_unexpected_error_is_one_line_with_exit_1(
 )  # fmt: skip
 def test_error_message(error: BaseException, expected: str) -> None:
     assert error_message(error) == expected
+
+
+def test_output_dir_on_a_full_disk(full_folder: Path, capsys: pytest.CaptureFixture) -> None:
+    run = full_folder / "run"
+    line = _error(main(["train", "OUTPUT_DIR", str(run)]), capsys)
+    assert line.startswith(f"basgg train: error: {run}")
+    assert line.endswith(": no space left on device")
