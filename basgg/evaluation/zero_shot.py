@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def load_zero_shot_file(path: str | Path) -> np.ndarray:
         if path.suffix == ".npy":
             table = np.load(path, allow_pickle=False)
         else:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # an old pickle protocol is refused below anyway
+                warnings.simplefilter("ignore", UserWarning)
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(loaded, torch.Tensor):
                 raise ValueError(f"holds a {type(loaded).__name__}, expected one tensor")
             table = loaded.long().numpy()
