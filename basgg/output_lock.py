@@ -14,12 +14,14 @@ The lock is re-entrant within a process (``basgg demo`` trains in folders it als
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from basgg.atomic import clean_temporaries, process_alive
 
@@ -28,6 +30,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+F = TypeVar("F", bound=Callable[..., Any])
 LOCK_FILE = ".basgg.lock"
 _HELD: dict[Path, int] = {}  # folder -> nesting depth in this process
 
@@ -47,6 +50,7 @@ def output_lock(folder: str | Path, command: str) -> Iterator[Path]:
         OutputDirBusyError: naming the folder, the owner's pid, host and command.
     """
     folder = Path(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     key = folder.resolve()
     if key in _HELD:
@@ -71,6 +75,26 @@ def output_lock(folder: str | Path, command: str) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(descriptor)
+        if created:  # a run that failed before writing anything leaves no empty folder
+            with contextlib.suppress(OSError):
+                key.rmdir()
+
+
+def holding_output_dir(
+    command: str, folder: Callable[..., Any] = lambda config, *_, **__: config.OUTPUT_DIR
+) -> Callable[[F], F]:
+    """Decorator: the function runs holding the folder ``folder(*args, **kwargs)`` gives
+    (default: its first argument's ``OUTPUT_DIR``), see :func:`output_lock`."""
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def holding(*args: Any, **kwargs: Any) -> Any:
+            with output_lock(folder(*args, **kwargs), command):
+                return function(*args, **kwargs)
+
+        return holding  # type: ignore[return-value]
+
+    return decorate
 
 
 def read_owner(path: str | Path) -> dict:

@@ -151,3 +151,20 @@ def test_taking_the_folder_removes_temporaries_of_killed_writers(tmp_path: Path)
     with output_lock(tmp_path, "basgg test"):
         assert not leftover.exists()
     assert leftover.parent.is_dir()
+
+
+def test_a_run_that_wrote_nothing_leaves_no_empty_folder(tmp_path: Path) -> None:
+    from basgg.output_lock import holding_output_dir
+
+    @holding_output_dir("basgg predict", folder=lambda out: out)
+    def fail(out: Path) -> None:
+        assert (out / LOCK_FILE).exists()
+        raise ValueError("bad checkpoint")
+
+    with pytest.raises(ValueError):
+        fail(tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ValueError):
+        fail(tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir()  # a folder the user made stays

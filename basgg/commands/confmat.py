@@ -24,7 +24,7 @@ from basgg.config import Config, load_config
 from basgg.evaluation.confusion import PredicateConfusion
 from basgg.evaluation.hierarchy import predicate_hierarchy, write_hierarchy
 from basgg.evaluation.report import plot_confusion
-from basgg.output_lock import output_lock
+from basgg.output_lock import holding_output_dir
 from basgg.structures import Mode
 from basgg.training.checkpoint import read_checkpoint
 from basgg.training.distributed import DistributedContext
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@holding_output_dir("basgg confmat")
 def compute_confusion_matrix(
     config: Config, *, checkpoint: str | None = None, progress: bool = True
 ) -> Path:
@@ -72,39 +73,38 @@ def compute_confusion_matrix(
             "MODEL.ROI_RELATION_HEAD.WITH_CLEAN_CLASSIFIER / WITH_TRANSFER_CLASSIFIER: the "
             "confusion matrix comes from the stage-1 model (both False)"
         )
-    with output_lock(config.OUTPUT_DIR, "basgg confmat"):
-        path = find_checkpoint(config, checkpoint)
-        state = read_checkpoint(path)
-        if state["model_info"].get("clean_branch"):
-            raise ValueError(f"{path}: a stage-2 checkpoint; the confusion matrix needs stage 1")
-        device = torch.device(config.MODEL.DEVICE)
-        dataset = build_dataset(config, "train")
-        vocabulary = dataset.vocabulary
-        model = load_trained_model(config, path, vocabulary=vocabulary, device=device)
-        context = DistributedContext(device=device)
-        data = prepare_split(
-            config, model, dataset, context=context, progress=progress, ground_truth_inputs=True
-        )
-        predictions = predict_split(
-            model,
-            data,
-            range(len(data.inputs)),
-            batch_size=config.TEST.IMS_PER_BATCH,
-            progress=progress,
-        )
-        confusion = PredicateConfusion(num_predicates=vocabulary.num_predicates)
-        confusion.update(data.inputs, predictions)  # the ground truths, every raw row
-        counts = confusion.compute()  # (P + 1, P + 1)
-        output_dir = Path(config.OUTPUT_DIR)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        matrix_path = output_dir / MATRIX_FILE
-        with atomic_output(matrix_path) as temporary:
-            np.save(temporary, counts)
-        plot_confusion(
-            counts,
-            output_dir / HEATMAP_FILE,
-            names=vocabulary.predicates,
-            title="stage-1 PredCls confusion on train (row-normalised)",
-        )
-        write_hierarchy(predicate_hierarchy(counts, vocabulary.predicates), output_dir)
-        return matrix_path
+    path = find_checkpoint(config, checkpoint)
+    state = read_checkpoint(path)
+    if state["model_info"].get("clean_branch"):
+        raise ValueError(f"{path}: a stage-2 checkpoint; the confusion matrix needs stage 1")
+    device = torch.device(config.MODEL.DEVICE)
+    dataset = build_dataset(config, "train")
+    vocabulary = dataset.vocabulary
+    model = load_trained_model(config, path, vocabulary=vocabulary, device=device)
+    context = DistributedContext(device=device)
+    data = prepare_split(
+        config, model, dataset, context=context, progress=progress, ground_truth_inputs=True
+    )
+    predictions = predict_split(
+        model,
+        data,
+        range(len(data.inputs)),
+        batch_size=config.TEST.IMS_PER_BATCH,
+        progress=progress,
+    )
+    confusion = PredicateConfusion(num_predicates=vocabulary.num_predicates)
+    confusion.update(data.inputs, predictions)  # the ground truths, every raw row
+    counts = confusion.compute()  # (P + 1, P + 1)
+    output_dir = Path(config.OUTPUT_DIR)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    matrix_path = output_dir / MATRIX_FILE
+    with atomic_output(matrix_path) as temporary:
+        np.save(temporary, counts)
+    plot_confusion(
+        counts,
+        output_dir / HEATMAP_FILE,
+        names=vocabulary.predicates,
+        title="stage-1 PredCls confusion on train (row-normalised)",
+    )
+    write_hierarchy(predicate_hierarchy(counts, vocabulary.predicates), output_dir)
+    return matrix_path

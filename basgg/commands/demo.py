@@ -30,7 +30,7 @@ from basgg.config import Config, load_config, save_config  # noqa: E402
 from basgg.data.summary import summarize_dataset, summary_table, write_report  # noqa: E402
 from basgg.data.synthvg import generate_dataset, load_settings  # noqa: E402
 from basgg.data.vg150_format import VG150Files  # noqa: E402
-from basgg.output_lock import output_lock  # noqa: E402
+from basgg.output_lock import holding_output_dir  # noqa: E402
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
 from basgg.training.setup import PACKAGED_CONFIGS, resolve_config_path  # noqa: E402
 
@@ -85,6 +85,9 @@ def demo_configs(config_path: Path | None, overrides: list[str]) -> tuple[Config
     return base, stage_one, stage_two
 
 
+@holding_output_dir(
+    "basgg demo", folder=lambda args: demo_configs(args.config, list(args.overrides))[0].OUTPUT_DIR
+)
 def run(args: argparse.Namespace) -> int:
     from basgg.commands.confmat import compute_confusion_matrix
     from basgg.commands.train import train
@@ -92,64 +95,63 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     progress = not args.no_progress
     config, stage_one, stage_two = demo_configs(args.config, list(args.overrides))
-    with output_lock(config.OUTPUT_DIR, "basgg demo"):
-        output_dir = Path(config.OUTPUT_DIR)
-        datasets = config.DATASETS
-        files = VG150Files(
-            root=Path(datasets.DATA_DIR),
-            roidb_file=datasets.ROIDB_FILE,
-            dict_file=datasets.DICT_FILE,
-            image_file=datasets.IMAGE_FILE,
-            image_dir=datasets.IMAGE_DIR,
-        )
-        if files.roidb_path.exists():
-            _step(1, f"using the dataset in {files.root}", start)
-        else:
-            _step(1, f"generating default SynthVG in {files.root} ...", start)
-            result = generate_dataset(files.root, load_settings(), workers=args.workers)
-            print(f"      {result.num_images} images in {result.seconds:.1f} s")
-        _step(2, "dataset statistics", start)
-        summary = summarize_dataset(files)
-        write_report(summary, output_dir / "dataset_report")
-        print(summary_table(summary))
-        save_config(config, output_dir / "config.yaml")
+    output_dir = Path(config.OUTPUT_DIR)
+    datasets = config.DATASETS
+    files = VG150Files(
+        root=Path(datasets.DATA_DIR),
+        roidb_file=datasets.ROIDB_FILE,
+        dict_file=datasets.DICT_FILE,
+        image_file=datasets.IMAGE_FILE,
+        image_dir=datasets.IMAGE_DIR,
+    )
+    if files.roidb_path.exists():
+        _step(1, f"using the dataset in {files.root}", start)
+    else:
+        _step(1, f"generating default SynthVG in {files.root} ...", start)
+        result = generate_dataset(files.root, load_settings(), workers=args.workers)
+        print(f"      {result.num_images} images in {result.seconds:.1f} s")
+    _step(2, "dataset statistics", start)
+    summary = summarize_dataset(files)
+    write_report(summary, output_dir / "dataset_report")
+    print(summary_table(summary))
+    save_config(config, output_dir / "config.yaml")
 
-        stage_one_dir = Path(stage_one.OUTPUT_DIR)
-        if (stage_one_dir / FINAL_CHECKPOINT).is_file():
-            _step(3, f"stage 1 (general model): done, in {stage_one_dir}", start)
-        else:
-            head = stage_one.MODEL.ROI_RELATION_HEAD.PREDICTOR
-            task = stage_one.mode.value
-            _step(3, f"stage 1 (general model): training {head} {task} in {stage_one_dir}", start)
-            train(stage_one, progress=progress)
-        matrix = Path(stage_two.MODEL.ROI_RELATION_HEAD.CONFUSION_MATRIX_FILE)
-        if matrix.is_file():
-            _step(4, f"stage-1 confusion matrix on train: done, {matrix}", start)
-        else:
-            _step(4, "stage-1 confusion matrix on train", start)
-            compute_confusion_matrix(stage_one, progress=progress)
-        stage_two_dir = Path(stage_two.OUTPUT_DIR)
-        if (stage_two_dir / FINAL_CHECKPOINT).is_file():
-            _step(5, f"stage 2 (BA-SGG: BPL + SA): done, in {stage_two_dir}", start)
-        else:
-            _step(5, f"stage 2 (BA-SGG: BPL + SA): training in {stage_two_dir}", start)
-            train(stage_two, progress=progress)
-        _step(6, "testing both models on the test split", start)
-        metrics = {
-            "stage 1": _test_metrics(stage_one, progress),
-            "BA-SGG": _test_metrics(stage_two, progress),
-        }
-        print(comparison_table(metrics))
-        plot = plot_comparison(metrics, output_dir / "comparison.png")
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
-        print(
-            f"\nplots: {plot}\nresolved configs: {stage_one_dir / 'config.yaml'}, "
-            f"{stage_two_dir / 'config.yaml'}\n"
-            f"wall time {time.perf_counter() - start:.0f} s, CPU time {cpu:.0f} s (this run)"
-        )
-        return 0
+    stage_one_dir = Path(stage_one.OUTPUT_DIR)
+    if (stage_one_dir / FINAL_CHECKPOINT).is_file():
+        _step(3, f"stage 1 (general model): done, in {stage_one_dir}", start)
+    else:
+        head = stage_one.MODEL.ROI_RELATION_HEAD.PREDICTOR
+        task = stage_one.mode.value
+        _step(3, f"stage 1 (general model): training {head} {task} in {stage_one_dir}", start)
+        train(stage_one, progress=progress)
+    matrix = Path(stage_two.MODEL.ROI_RELATION_HEAD.CONFUSION_MATRIX_FILE)
+    if matrix.is_file():
+        _step(4, f"stage-1 confusion matrix on train: done, {matrix}", start)
+    else:
+        _step(4, "stage-1 confusion matrix on train", start)
+        compute_confusion_matrix(stage_one, progress=progress)
+    stage_two_dir = Path(stage_two.OUTPUT_DIR)
+    if (stage_two_dir / FINAL_CHECKPOINT).is_file():
+        _step(5, f"stage 2 (BA-SGG: BPL + SA): done, in {stage_two_dir}", start)
+    else:
+        _step(5, f"stage 2 (BA-SGG: BPL + SA): training in {stage_two_dir}", start)
+        train(stage_two, progress=progress)
+    _step(6, "testing both models on the test split", start)
+    metrics = {
+        "stage 1": _test_metrics(stage_one, progress),
+        "BA-SGG": _test_metrics(stage_two, progress),
+    }
+    print(comparison_table(metrics))
+    plot = plot_comparison(metrics, output_dir / "comparison.png")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+    print(
+        f"\nplots: {plot}\nresolved configs: {stage_one_dir / 'config.yaml'}, "
+        f"{stage_two_dir / 'config.yaml'}\n"
+        f"wall time {time.perf_counter() - start:.0f} s, CPU time {cpu:.0f} s (this run)"
+    )
+    return 0
 
 
 def _step(number: int, text: str, start: float) -> None:

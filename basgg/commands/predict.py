@@ -30,7 +30,7 @@ from basgg.inference import (
     read_model_checkpoint,
     write_json,
 )
-from basgg.output_lock import output_lock
+from basgg.output_lock import holding_output_dir
 from basgg.structures import Mode
 from basgg.visualize import draw_scene_graph
 
@@ -85,6 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+@holding_output_dir("basgg predict", folder=lambda args: args.out)
 def run(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k: must be >= 1, got {args.top_k}")
@@ -97,34 +98,33 @@ def run(args: argparse.Namespace) -> int:
     boxes = _boxes_for_mode(checkpoint.mode, args.boxes, checkpoint.path)
     device = _device(args.device)
     predictor = load_predictor(checkpoint, device=device)
-    with output_lock(args.out, "basgg predict"):
-        done: list[dict[str, Any]] = []
-        used_keys: set[str] = set()
-        for task in tqdm(tasks, desc="predict", unit="image", disable=args.no_progress):
-            try:
-                done.append(predict_image(predictor, task, boxes, args))
-            except (ImageReadError, BoxesFileError) as error:
-                skipped.append({"image": str(task.path), "reason": str(error)})
-                tqdm.write(f"basgg predict: skipped {error}", file=sys.stderr)
-            except (RuntimeError, MemoryError) as error:  # e.g. out of (GPU) memory on a huge photo
-                reason = f"{task.path}: the model failed ({type(error).__name__}: {error})"
-                skipped.append({"image": str(task.path), "reason": reason})
-                tqdm.write(f"basgg predict: skipped {reason}", file=sys.stderr)
-            if boxes is not None:
-                used_keys.add(boxes.find_key(task.keys) or "")
+    done: list[dict[str, Any]] = []
+    used_keys: set[str] = set()
+    for task in tqdm(tasks, desc="predict", unit="image", disable=args.no_progress):
+        try:
+            done.append(predict_image(predictor, task, boxes, args))
+        except (ImageReadError, BoxesFileError) as error:
+            skipped.append({"image": str(task.path), "reason": str(error)})
+            tqdm.write(f"basgg predict: skipped {error}", file=sys.stderr)
+        except (RuntimeError, MemoryError) as error:  # e.g. out of (GPU) memory on a huge photo
+            reason = f"{task.path}: the model failed ({type(error).__name__}: {error})"
+            skipped.append({"image": str(task.path), "reason": reason})
+            tqdm.write(f"basgg predict: skipped {reason}", file=sys.stderr)
         if boxes is not None:
-            _report_unused(boxes, used_keys)
-        summary = _summary(predictor, args, done, skipped)
-        write_json(summary, args.out / SUMMARY_FILE)
-        print(
-            f"{len(done)} image(s) done, {len(skipped)} skipped, "
-            f"{summary['seconds_per_image']:.3f} s per image; outputs in {args.out}"
-        )
-        if not done:
-            reason = "see above" if tasks else f"no {'/'.join(IMAGE_SUFFIXES)} file found"
-            print(f"basgg predict: error: no image could be processed ({reason})", file=sys.stderr)
-            return 1
-        return 0
+            used_keys.add(boxes.find_key(task.keys) or "")
+    if boxes is not None:
+        _report_unused(boxes, used_keys)
+    summary = _summary(predictor, args, done, skipped)
+    write_json(summary, args.out / SUMMARY_FILE)
+    print(
+        f"{len(done)} image(s) done, {len(skipped)} skipped, "
+        f"{summary['seconds_per_image']:.3f} s per image; outputs in {args.out}"
+    )
+    if not done:
+        reason = "see above" if tasks else f"no {'/'.join(IMAGE_SUFFIXES)} file found"
+        print(f"basgg predict: error: no image could be processed ({reason})", file=sys.stderr)
+        return 1
+    return 0
 
 
 def find_images(

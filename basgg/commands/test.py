@@ -19,7 +19,7 @@ from basgg.config import Config, load_config
 from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import format_table, write_predictions, write_report
 from basgg.models import SceneGraphModel
-from basgg.output_lock import output_lock
+from basgg.output_lock import holding_output_dir
 from basgg.structures import Mode
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
@@ -97,53 +97,53 @@ def load_trained_model(
     return build_trained_model(config, checkpoint, path, vocabulary=vocabulary).to(device)
 
 
+@holding_output_dir("basgg test")
 def evaluate_checkpoint(
     config: Config, *, checkpoint: str | None = None, split: str = "test", progress: bool = True
 ):
     """Predict and score ``split``; returns the evaluation result and the predictions path."""
-    with output_lock(config.OUTPUT_DIR, "basgg test"):
-        check_stage(config)
-        path = find_checkpoint(config, checkpoint)
-        device = torch.device(config.MODEL.DEVICE)
-        context = DistributedContext(device=device)
-        dataset = build_dataset(config, split)
-        vocabulary = dataset.vocabulary
-        model = load_trained_model(config, path, vocabulary=vocabulary, device=device)
-        data = prepare_split(config, model, dataset, context=context, progress=progress)
-        use_amp = config.SOLVER.AMP and device.type == "cuda"
-        predictions = predict_split(
-            model,
-            data,
-            range(len(data.inputs)),
-            batch_size=config.TEST.IMS_PER_BATCH,
-            amp=use_amp,
-            progress=progress,
-        )
-        out_dir = Path(config.OUTPUT_DIR) / "inference" / split
-        predictions_path = out_dir / PREDICTIONS_FILE
-        write_predictions(
-            predictions_path,
-            predictions,
-            mode=config.mode,
-            predicate_names=vocabulary.predicates,
-            split=split,
-            val_size=config.DATASETS.VAL_SIZE,
-        )
-        train = build_dataset(config, "train")
-        train_counts = train.relation_counts()
-        ground_truths = [data.ground_truth(index) for index in range(len(data.inputs))]
-        zero_shot, zero_shot_source = split_zero_shot_triplets(config, train, ground_truths)
-        make_evaluator = make_evaluator_factory(
-            config, vocabulary, train_counts=train_counts, zero_shot=zero_shot
-        )
-        evaluator = make_evaluator()
-        evaluator.update(ground_truths, predictions)
-        result = evaluator.compute()
-        order = np.argsort(-train_counts[1:], kind="stable") + 1  # most frequent first
-        extra = {
-            "checkpoint": str(path),
-            "split": split,
-            "zero_shot": f"{len(zero_shot)} triplets: {zero_shot_source}",
-        }
-        write_report(result, out_dir, predicate_order=order.tolist(), extra=extra)
-        return result, predictions_path
+    check_stage(config)
+    path = find_checkpoint(config, checkpoint)
+    device = torch.device(config.MODEL.DEVICE)
+    context = DistributedContext(device=device)
+    dataset = build_dataset(config, split)
+    vocabulary = dataset.vocabulary
+    model = load_trained_model(config, path, vocabulary=vocabulary, device=device)
+    data = prepare_split(config, model, dataset, context=context, progress=progress)
+    use_amp = config.SOLVER.AMP and device.type == "cuda"
+    predictions = predict_split(
+        model,
+        data,
+        range(len(data.inputs)),
+        batch_size=config.TEST.IMS_PER_BATCH,
+        amp=use_amp,
+        progress=progress,
+    )
+    out_dir = Path(config.OUTPUT_DIR) / "inference" / split
+    predictions_path = out_dir / PREDICTIONS_FILE
+    write_predictions(
+        predictions_path,
+        predictions,
+        mode=config.mode,
+        predicate_names=vocabulary.predicates,
+        split=split,
+        val_size=config.DATASETS.VAL_SIZE,
+    )
+    train = build_dataset(config, "train")
+    train_counts = train.relation_counts()
+    ground_truths = [data.ground_truth(index) for index in range(len(data.inputs))]
+    zero_shot, zero_shot_source = split_zero_shot_triplets(config, train, ground_truths)
+    make_evaluator = make_evaluator_factory(
+        config, vocabulary, train_counts=train_counts, zero_shot=zero_shot
+    )
+    evaluator = make_evaluator()
+    evaluator.update(ground_truths, predictions)
+    result = evaluator.compute()
+    order = np.argsort(-train_counts[1:], kind="stable") + 1  # most frequent first
+    extra = {
+        "checkpoint": str(path),
+        "split": split,
+        "zero_shot": f"{len(zero_shot)} triplets: {zero_shot_source}",
+    }
+    write_report(result, out_dir, predicate_order=order.tolist(), extra=extra)
+    return result, predictions_path
