@@ -45,7 +45,10 @@ def _violations(files: list[Path], forbidden: tuple[str, ...]) -> list[str]:
         ("evaluation", ("basgg.data", "basgg.models", "basgg.config", "basgg.commands",
                         "basgg.inference")),
         ("data", ("basgg.models", "basgg.evaluation", "basgg.config", "basgg.commands",
-                  "basgg.inference")),
+                  "basgg.inference", "basgg.synthvg")),
+        # SynthVG produces a VG150-format dataset: it writes files through the data layer only
+        ("synthvg", ("basgg.models", "basgg.evaluation", "basgg.config", "basgg.commands",
+                     "basgg.inference", "basgg.training")),
         # basgg predict needs only a checkpoint: no dataset, statistics or pretrained asset
         ("inference", ("basgg.commands", "basgg.pretrained", "basgg.training.setup",
                        "basgg.training.feature_cache", "basgg.training.loop")),
@@ -64,6 +67,10 @@ def test_inference_imports_only_the_vocabulary_of_the_data_layer() -> None:
     ]
     assert data_imports  # the check below looks at something
     assert [n for n in data_imports if not n.startswith("basgg.data.vocabulary")] == []
+
+
+def test_synthvg_settings_is_a_leaf() -> None:
+    assert [n for n in _imports(PACKAGE / "synthvg" / "settings.py") if n.startswith("basgg")] == []
 
 
 def test_bottom_layer_imports_nothing_above_it() -> None:

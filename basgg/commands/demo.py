@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 
 from basgg.config import Config, load_config, save_config  # noqa: E402
 from basgg.data.summary import summarize_dataset, summary_table, write_report  # noqa: E402
-from basgg.data.synthvg import generate_dataset, load_settings  # noqa: E402
 from basgg.data.vg150_format import VG150Files  # noqa: E402
+from basgg.synthvg.generator import generate_dataset, load_settings  # noqa: E402
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
 from basgg.training.setup import PACKAGED_CONFIGS, resolve_config_path  # noqa: E402
 
