@@ -26,8 +26,6 @@ import yaml
 
 from basgg.structures import Mode
 
-PREDICTORS = ("MotifPredictor", "VCTreePredictor", "TransformerPredictor", "FrequencyPredictor")
-
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used."""
@@ -67,7 +65,7 @@ class TransformerConfig:
 class RelationHeadConfig:
     """The relation head (``MODEL.ROI_RELATION_HEAD``)."""
 
-    PREDICTOR: Literal[PREDICTORS] = "MotifPredictor"  # type: ignore[valid-type]
+    PREDICTOR: str = "MotifPredictor"  # a registered head (basgg.models.heads.HEADS)
     USE_GT_BOX: bool = True
     USE_GT_OBJECT_LABEL: bool = True
     WITH_CLEAN_CLASSIFIER: bool = False

@@ -14,7 +14,7 @@ from basgg.data.vg150_format import VG150Files
 from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import rank_relations
 from basgg.models import build_model
-from basgg.models.relation_head import HEADS
+from basgg.models.heads import HEADS
 from basgg.structures import SceneGraph
 from basgg.training import loop
 from basgg.training.checkpoint import read_checkpoint

@@ -24,6 +24,7 @@ from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import SGEvaluator, load_zero_shot_file, zero_shot_triplets
 from basgg.models import SceneGraphModel
 from basgg.models.features import class_word_vectors
+from basgg.models.heads import head_spec
 from basgg.predicate_groups import predicate_groups
 from basgg.pretrained import AssetError, load_backbone_weights, load_glove
 from basgg.structures import Mode, SceneGraph
@@ -92,7 +93,9 @@ DETECTOR_RUN_SETTINGS = ("SCORE_THRESH", "NMS_THRESH", "DETECTIONS_PER_IMG")
 
 
 def check_stage(config: Config, *, training: bool = False) -> None:
-    """Refuse what a command cannot run: SGDet training without a trained detector."""
+    """Refuse what a command cannot run: an unregistered head, SGDet training without a
+    trained detector."""
+    head_spec(config.MODEL.ROI_RELATION_HEAD.PREDICTOR)
     if config.mode is not Mode.SGDET or not training:
         return
     detector = config.MODEL.PRETRAINED_DETECTOR_CKPT
