@@ -12,11 +12,11 @@ import torch
 import yaml
 from test_training import tiny_overrides
 
-from basgg.commands.train import train
 from basgg.config import config_to_dict, load_config
 from basgg.data.vg150_format import VG150Files
 from basgg.training.checkpoint import read_checkpoint
 from basgg.training.distributed import DistributedContext, batch_items, epoch_order
+from basgg.training.runs import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def test_two_gloo_processes_equal_one_process(tiny_vg150: VG150Files, tmp_path: 
     script = tmp_path / "run_train.py"
     script.write_text(
         "import sys\n"
-        "from basgg.commands.train import train\n"
+        "from basgg.training.runs import train\n"
         "from basgg.config import load_config\n"
         "train(load_config(sys.argv[1]), progress=False)\n"
     )

@@ -9,8 +9,6 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from basgg.commands.test import evaluate_checkpoint
-from basgg.commands.train import train
 from basgg.config import load_config
 from basgg.data.vg150_format import VG150Files
 from basgg.models import build_model
@@ -20,6 +18,7 @@ from basgg.models.predicate_classifier import UnionContextClassifier
 from basgg.models.relation_types import ObjectContext, RelationBatch
 from basgg.structures import Mode
 from basgg.training.checkpoint import read_checkpoint
+from basgg.training.runs import evaluate_checkpoint, train
 from tests.test_training import tiny_overrides
 
 

@@ -218,3 +218,24 @@ def test_only_commands_training_and_builders_import_config() -> None:
     assert readers == ["basgg.models"]  # models/__init__.py: type annotations only
     runtime = _imports(PACKAGE / "models" / "__init__.py", type_only=False)
     assert not [i for i in runtime if i.startswith("basgg.config")]
+
+
+def test_commands_only_parse_arguments_and_call_the_layers_below() -> None:
+    # orchestration lives in basgg.training (runs.py, detector_runs.py): no command imports
+    # another, except `basgg data`, which dispatches its own subcommands
+    subcommands = {f"basgg.commands.{name}" for name in ("convert", "export", "stats", "synth")}
+    found = []
+    for path in _files("commands"):
+        for name in _imports(path):
+            if not name.startswith("basgg.commands.") or name.count(".") > 2:
+                continue
+            if path.name == "data.py" and name in subcommands:
+                continue
+            found.append(f"{path.name} imports {name}")
+    assert found == []
+
+
+def test_benchmarks_call_the_training_layer_not_commands() -> None:
+    bench = sorted((PACKAGE.parent / "bench").glob("*.py"))
+    assert bench  # the check below looks at something
+    assert _violations(bench, ("basgg.commands", "basgg.cli")) == []

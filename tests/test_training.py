@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from basgg.commands.train import train
 from basgg.config import Config, load_config
 from basgg.data.vg150_format import VG150Files
 from basgg.data.vocabulary import Vocabulary
@@ -18,6 +17,7 @@ from basgg.models.heads import HEADS
 from basgg.structures import SceneGraph
 from basgg.training import loop
 from basgg.training.checkpoint import read_checkpoint
+from basgg.training.runs import train
 from basgg.training.schedule import LearningRateSchedule, multistep_factor, warmup_factor
 
 

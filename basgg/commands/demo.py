@@ -31,21 +31,9 @@ from basgg.data.vg150_format import VG150Files  # noqa: E402
 from basgg.synthvg.generator import generate_dataset, load_settings  # noqa: E402
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
 from basgg.training.setup import PACKAGED_CONFIGS, resolve_config_path  # noqa: E402
+from basgg.training.stages import HEAD, STAGE_TWO_OVERRIDES  # noqa: E402
 
 STAGE_ONE_CONFIG = PACKAGED_CONFIGS / "synthvg_predcls.yaml"
-HEAD = "MODEL.ROI_RELATION_HEAD."
-# BA-SGG stage 2 on SynthVG (23 predicates): K scaled from VG150's 15 of 50 to 7 of 23; the cap
-# N is the scaling rule (-1: a quarter of the median head-predicate count); 2.5 epochs of the
-# balanced split (2,362 images on default SynthVG).
-STAGE_TWO_OVERRIDES = [
-    HEAD + "WITH_CLEAN_CLASSIFIER", "True",
-    HEAD + "WITH_TRANSFER_CLASSIFIER", "True",
-    HEAD + "BPL_NUM_HEAD_PREDICATES", "7",
-    HEAD + "BPL_MAX_PER_PREDICATE", "-1",
-    "SOLVER.MAX_ITER", "750",
-    "SOLVER.VAL_PERIOD", "250",
-    "SOLVER.CHECKPOINT_PERIOD", "250",
-]  # fmt: skip
 TABLE_METRICS = ("R", "mR")
 METRICS_FILE = "metrics.json"
 
@@ -84,8 +72,7 @@ def demo_configs(config_path: Path | None, overrides: list[str]) -> tuple[Config
 
 
 def run(args: argparse.Namespace) -> int:
-    from basgg.commands.confmat import compute_confusion_matrix
-    from basgg.commands.train import train
+    from basgg.training.runs import compute_confusion_matrix, train
 
     start = time.perf_counter()
     progress = not args.no_progress
@@ -155,7 +142,7 @@ def _step(number: int, text: str, start: float) -> None:
 
 def _test_metrics(config: Config, progress: bool) -> dict:
     """The test metrics of a trained stage (read back when already computed)."""
-    from basgg.commands.test import evaluate_checkpoint
+    from basgg.training.runs import evaluate_checkpoint
 
     path = Path(config.OUTPUT_DIR) / "inference" / "test" / METRICS_FILE
     if not path.is_file():
