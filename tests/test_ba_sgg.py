@@ -139,6 +139,7 @@ def test_demo_stage_configs_share_everything_but_the_stage(tmp_path: Path) -> No
     assert "R@100" in table and "50.0" in table and "12.5" in table and "25.0" in table
 
 
+@pytest.mark.slow
 def test_demo_runs_both_stages_and_resumes(
     tiny_vg150: VG150Files, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -45,6 +45,7 @@ def test_process_shares_make_up_the_one_process_batch() -> None:
         batch_items(0, num_items=7, batch_size=1, seed=0, context=two[0])
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(tiny_vg150: VG150Files, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     # no dropout: the processes' forward passes then draw no random numbers

@@ -122,6 +122,7 @@ def _config(files: VG150Files, out: Path, cache: Path, detector: Path, *extra: s
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sgdet_trains_tests_and_runs_stage_two(
     tiny_vg150: VG150Files, detector_checkpoint: Path, tmp_path: Path
 ) -> None:

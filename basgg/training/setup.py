@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from basgg.config import Config, config_to_dict
+from basgg.data.predicate_groups import predicate_groups
 from basgg.data.statistics import frequency_bias_init, load_or_compute_statistics
 from basgg.data.vg150 import VG150Dataset
 from basgg.data.vg150_format import VG150Files
@@ -24,7 +25,6 @@ from basgg.evaluation import SGEvaluator, load_zero_shot_file, zero_shot_triplet
 from basgg.models import SceneGraphModel
 from basgg.models.features import class_word_vectors
 from basgg.models.heads import head_spec
-from basgg.predicate_groups import predicate_groups
 from basgg.pretrained import AssetError, load_backbone_weights, load_glove
 from basgg.structures import Mode, SceneGraph
 from basgg.training.distributed import DistributedContext, barrier, mix_seed
