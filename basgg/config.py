@@ -110,6 +110,7 @@ class DetectorConfig:
     training and ``basgg predict`` use it frozen (``MODEL.PRETRAINED_DETECTOR_CKPT``).
     """
 
+    ARCHITECTURE: Literal["basgg", "sgb"] = "basgg"  # sgb: SGB's X-101-FPN (docs/detector.md)
     BACKBONE: str = "efficientnet_lite0"  # any MODEL.BACKBONE.NAME choice
     BACKBONE_WEIGHTS: str = ""  # ImageNet init: "" = the installed package's, a file, "random"
     TRAINABLE_LAYERS: int = 3  # backbone stages fine-tuned (0: frozen body)
@@ -135,7 +136,7 @@ class ModelConfig:
 
     DEVICE: str = "cpu"
     PRETRAINED_MODEL_CKPT: str = ""
-    PRETRAINED_DETECTOR_CKPT: str = ""  # a basgg train-detector checkpoint (SGDet)
+    PRETRAINED_DETECTOR_CKPT: str = ""  # basgg train-detector or SGB detector checkpoint
     BACKBONE: BackboneConfig = field(default_factory=BackboneConfig)
     DETECTOR: DetectorConfig = field(default_factory=DetectorConfig)
     ROI_RELATION_HEAD: RelationHeadConfig = field(default_factory=RelationHeadConfig)
