@@ -167,7 +167,9 @@ def test_wrong_keys_are_named(sgb_meta_detector: SGBDetector, change: str, messa
         assert "missing" not in str(error.value)
 
 
-def _write_sgb_file(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+def _write_sgb_file(
+    path: Path, shapes: dict[str, tuple[int, ...]], *, legacy: bool = False
+) -> dict[str, torch.Tensor]:
     state = numbered_state(shapes)
     torch.save(
         {
@@ -177,13 +179,15 @@ def _write_sgb_file(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str,
             "iteration": 50000,
         },
         path,
+        _use_new_zipfile_serialization=not legacy,  # PyTorch 1.4 (SGB's) wrote the legacy one
     )
     return state
 
 
-def test_module_prefixed_sgb_file_loads_as_sgb_detector(tmp_path: Path) -> None:
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_module_prefixed_sgb_file_loads_as_sgb_detector(tmp_path: Path, legacy: bool) -> None:
     shapes = sgb_key_shapes()
-    state = _write_sgb_file(tmp_path / "model_final.pth", shapes)
+    state = _write_sgb_file(tmp_path / "model_final.pth", shapes, legacy=legacy)
     assert (tmp_path / "model_final.pth").stat().st_size < 2_000_000
     names = ["__background__", *(f"object{index}" for index in range(1, VG_CLASSES))]
     detector, object_names = load_detector(tmp_path / "model_final.pth", object_names=names)
