@@ -193,6 +193,7 @@ def test_module_prefixed_sgb_file_loads_as_sgb_detector(tmp_path: Path, legacy: 
     detector, object_names = load_detector(tmp_path / "model_final.pth", object_names=names)
     assert isinstance(detector, SGBDetector) and object_names == names
     assert not detector.training
+    assert not any(t.is_meta for t in [*detector.parameters(), *detector.buffers()])
     loaded = detector.state_dict()
     for sgb_key, basgg_key in [
         (

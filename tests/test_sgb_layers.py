@@ -133,6 +133,81 @@ def test_roi_align_is_the_legacy_unaligned_one() -> None:
     assert thin.item() == pytest.approx(16.5)
 
 
+def _bilinear(feature: torch.Tensor, y: float, x: float) -> torch.Tensor:
+    """maskrcnn_benchmark's ROIAlign sample (csrc/cpu/ROIAlign_cpu.cpp), per channel."""
+    height, width = feature.shape[-2:]
+    if y < -1.0 or y > height or x < -1.0 or x > width:
+        return torch.zeros(feature.shape[0])
+    y, x = max(y, 0.0), max(x, 0.0)
+    y_low, x_low = int(y), int(x)
+    if y_low >= height - 1:
+        y_low = y_high = height - 1
+        y = float(y_low)
+    else:
+        y_high = y_low + 1
+    if x_low >= width - 1:
+        x_low = x_high = width - 1
+        x = float(x_low)
+    else:
+        x_high = x_low + 1
+    ly, lx = y - y_low, x - x_low
+    return (
+        (1 - ly) * (1 - lx) * feature[:, y_low, x_low]
+        + (1 - ly) * lx * feature[:, y_low, x_high]
+        + ly * (1 - lx) * feature[:, y_high, x_low]
+        + ly * lx * feature[:, y_high, x_high]
+    )
+
+
+def _reference_roi_align(
+    feature: torch.Tensor, box: torch.Tensor, scale: float, size: int, samples: int
+) -> torch.Tensor:
+    x1, y1, x2, y2 = (float(v) * scale for v in box)
+    bin_h, bin_w = max(y2 - y1, 1.0) / size, max(x2 - x1, 1.0) / size
+    out = torch.zeros(feature.shape[0], size, size)
+    for ph in range(size):
+        for pw in range(size):
+            values = [
+                _bilinear(
+                    feature,
+                    y1 + ph * bin_h + (iy + 0.5) * bin_h / samples,
+                    x1 + pw * bin_w + (ix + 0.5) * bin_w / samples,
+                )
+                for iy in range(samples)
+                for ix in range(samples)
+            ]
+            out[:, ph, pw] = torch.stack(values).mean(0)
+    return out
+
+
+def test_pooler_matches_the_legacy_kernel_on_random_inputs() -> None:
+    generator = torch.Generator().manual_seed(0)
+    pooler = SGBRoIPooler(["0", "1"], scales=[1 / 4, 1 / 8], output_size=3, sampling_ratio=2)
+    features = {"0": torch.randn(2, 2, 10, 12, generator=generator)}
+    features["1"] = torch.randn(2, 2, 5, 6, generator=generator)
+    boxes = [
+        torch.tensor(
+            [
+                [0.0, 0.0, 20.0, 15.0],
+                [30.0, 20.0, 47.0, 39.0],
+                [-6.0, -9.0, 3.0, 2.0],
+                [-10.0, -10.0, 130.0, 110.0],
+            ]  # sqrt(141 x 121) = 130.6: the stride-8 level
+        ),
+        torch.tensor([[10.0, 4.0, 11.0, 5.0], [40.0, 30.0, 60.0, 50.0]]),  # past the edges
+    ]
+    pooled = pooler(features, boxes, [(40, 48), (40, 48)])
+    assert sgb_levels(torch.cat(boxes), num_levels=2).tolist() == [0, 0, 0, 1, 0, 0]
+    row = 0
+    for image, image_boxes in enumerate(boxes):
+        for box in image_boxes:
+            level = int(sgb_levels(box[None], num_levels=2)[0])
+            feature = features[str(level)][image]
+            expected = _reference_roi_align(feature, box, [1 / 4, 1 / 8][level], 3, 2)
+            torch.testing.assert_close(pooled[row], expected, rtol=1e-5, atol=1e-6)
+            row += 1
+
+
 def test_pooler_level_uses_the_plus_one_area() -> None:
     boxes = torch.tensor(
         [
