@@ -136,7 +136,7 @@ class ModelConfig:
 
     DEVICE: str = "cpu"
     PRETRAINED_MODEL_CKPT: str = ""
-    PRETRAINED_DETECTOR_CKPT: str = ""  # basgg train-detector or SGB detector checkpoint
+    PRETRAINED_DETECTOR_CKPT: str = ""  # a basgg train-detector checkpoint (SGDet)
     BACKBONE: BackboneConfig = field(default_factory=BackboneConfig)
     DETECTOR: DetectorConfig = field(default_factory=DetectorConfig)
     ROI_RELATION_HEAD: RelationHeadConfig = field(default_factory=RelationHeadConfig)
