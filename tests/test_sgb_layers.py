@@ -12,7 +12,9 @@ import math
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
+from torchvision.transforms import functional as tf
 from torchvision.models.resnet import Bottleneck
 from torchvision.ops import roi_align
 from torchvision.ops.misc import FrozenBatchNorm2d
@@ -345,3 +347,19 @@ def test_input_size_rule_and_bgr_255_normalisation() -> None:
     first = batch.tensors[0, :, 0, 0].tolist()  # B, G, R minus SGB's BGR mean
     assert first == pytest.approx([30 - 102.9801, 20 - 115.9465, 10 - 122.7717], abs=1e-4)
     assert batch.tensors[0, :, 600:].abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("source", [(375, 500), (960, 1280)], ids=["up", "down"])
+def test_resize_is_within_one_grey_level_of_sgbs_pil_resize(source: tuple[int, int]) -> None:
+    """SGB resizes the 8-bit PIL image (torchvision's functional resize, bilinear)."""
+    height, width = source
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    rgb = torch.stack([(xs * 7 + ys * 3) % 256, (xs * ys) % 251, (ys * 5) % 256]).to(torch.uint8)
+    size = sgb_resized_size(height, width, 600, 1000)
+    reference = tf.pil_to_tensor(
+        tf.resize(Image.fromarray(rgb.permute(1, 2, 0).numpy()), list(size))
+    )
+    transform = SGBTransform(600, 1000, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    batch, _ = transform([rgb.float()])
+    ours = batch.tensors[0, :, : size[0], : size[1]].flip(0)  # BGR back to RGB
+    assert (ours - reference.float()).abs().max().item() <= 1.0
