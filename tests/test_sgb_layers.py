@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.transforms import functional as tf
 from torchvision.models.resnet import Bottleneck
 from torchvision.ops import roi_align
 from torchvision.ops.misc import FrozenBatchNorm2d
+from torchvision.transforms import functional as tf
 
 from basgg.models.sgb_detector import (
     SGBRegionProposalNetwork,
