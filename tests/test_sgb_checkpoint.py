@@ -19,7 +19,7 @@ from basgg.config import Config
 from basgg.models.detector import detector_from_config
 from basgg.models.sgb_checkpoint import map_sgb_state_dict, strip_module_prefix
 from basgg.models.sgb_detector import SGBDetector, build_sgb_detector
-from basgg.training.checkpoint import CheckpointError
+from basgg.training.checkpoint import CHECKPOINT_FORMAT, CheckpointError, atomic_save
 from basgg.training.detector_files import (
     SGB_DETECTOR_SETTINGS,
     detector_file_config,
@@ -294,3 +294,21 @@ def test_tiny_sgb_detector_detects_after_loading_sgb_keys() -> None:
     assert found.boxes[:, 2].max() <= 95 * 60 / 96 + 1e-4
     assert found.boxes[:, 3].max() <= 63 * 40 / 64 + 1e-4
     assert bool((found.scores[:-1] >= found.scores[1:]).all())  # best first
+
+
+def test_basgg_checkpoint_saved_before_the_architecture_key_stays_basgg(tmp_path: Path) -> None:
+    config = Config()
+    detector_section = {"BACKBONE": "efficientnet_lite0", "FPN_CHANNELS": 64}
+    atomic_save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "model": {},
+            "model_info": {"kind": "detector"},
+            "config": {"MODEL": {"DETECTOR": detector_section}},
+        },
+        tmp_path / "old.pth",
+    )
+    config.MODEL.DETECTOR.ARCHITECTURE = "sgb"
+    sync_detector_config(config, detector_file_config(tmp_path / "old.pth"), source="old.pth")
+    assert config.MODEL.DETECTOR.ARCHITECTURE == "basgg"
+    assert config.MODEL.DETECTOR.FPN_CHANNELS == 64

@@ -114,7 +114,14 @@ def detector_file_config(path: str | Path) -> dict[str, Any]:
     kind, state = read_detector_file(path)
     if kind == SGB_KIND:
         return {"MODEL": {"DETECTOR": dict(SGB_DETECTOR_SETTINGS)}}
-    return state.get("config") or {}
+    saved = state.get("config") or {}
+    detector = (saved.get("MODEL") or {}).get("DETECTOR")
+    if isinstance(detector, dict) and "ARCHITECTURE" not in detector:  # saved before the key
+        saved = {
+            **saved,
+            "MODEL": {**saved["MODEL"], "DETECTOR": {**detector, "ARCHITECTURE": "basgg"}},
+        }
+    return saved
 
 
 def load_sgb_detector(
