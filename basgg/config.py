@@ -108,6 +108,7 @@ class DetectorConfig:
     training and ``basgg predict`` use it frozen (``MODEL.PRETRAINED_DETECTOR_CKPT``).
     """
 
+    ARCHITECTURE: Literal["basgg", "sgb"] = "basgg"  # sgb: SGB's X-101-FPN (docs/detector.md)
     BACKBONE: str = "efficientnet_lite0"  # any MODEL.BACKBONE.NAME choice
     BACKBONE_WEIGHTS: str = ""  # ImageNet init: "" = the installed package's, a file, "random"
     TRAINABLE_LAYERS: int = 3  # backbone stages fine-tuned (0: frozen body)

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from basgg.config import load_config  # noqa: E402
-from basgg.models.detector import Detector, detector_from_config  # noqa: E402
+from basgg.models.detector import Detector  # noqa: E402
+from basgg.models.detector_builder import detector_from_config  # noqa: E402
 from basgg.structures import SceneGraph  # noqa: E402
 from basgg.training.caches import load_split_image  # noqa: E402
 from basgg.training.detector_training import (  # noqa: E402

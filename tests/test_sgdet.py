@@ -10,7 +10,7 @@ import torch
 
 from basgg.config import config_to_dict, load_config
 from basgg.data.vg150_format import VG150Files, read_vocabulary
-from basgg.models.detector import detector_from_config
+from basgg.models.detector_builder import detector_from_config
 from basgg.structures import Mode, SceneGraph
 from basgg.training.checkpoint import CHECKPOINT_FORMAT, atomic_save, read_checkpoint
 from basgg.training.detection_cache import merge_ground_truth, read_detections, save_detections

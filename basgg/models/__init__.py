@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from torch import Tensor
 
 from basgg.models.backbone import build_backbone
-from basgg.models.detector import detector_from_config
+from basgg.models.detector_builder import detector_from_config
 from basgg.models.features import FrozenFeatureExtractor
 from basgg.models.heads import HEADS, HeadSpec, build_head, head_spec, register_head
 from basgg.models.relation_head import RelationHead

@@ -24,14 +24,17 @@ from pathlib import Path
 
 from basgg.config import Config, save_config
 from basgg.data.vocabulary import Vocabulary
-from basgg.models.detector import Detector, detector_from_config
+from basgg.models.detector import Detector
+from basgg.models.detector_builder import detector_from_config
 from basgg.training.checkpoint import (
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
+    CheckpointError,
     check_model_fits,
     read_checkpoint,
     restore_rng_state,
 )
+from basgg.training.detector_files import SGB_KIND, read_detector_file
 from basgg.training.detector_training import (
     DETECTOR_METRIC,
     DetectorTrainingLog,
@@ -95,7 +98,12 @@ def train_detector(config: Config, *, progress: bool = True) -> dict:
         print(f"resuming from {last} at iteration {state.iteration}")
     elif config.MODEL.PRETRAINED_DETECTOR_CKPT:
         path = Path(config.MODEL.PRETRAINED_DETECTOR_CKPT)
-        pretrained = read_checkpoint(path)
+        kind, pretrained = read_detector_file(path)
+        if kind == SGB_KIND:
+            raise CheckpointError(
+                f"{path}: a Scene-Graph-Benchmark detector; basgg train-detector does not "
+                f"fine-tune it (score it with --eval-only --checkpoint {path})"
+            )
         check_model_fits(pretrained, path, model=detector, model_info=info)
         detector.load_state_dict(pretrained["model"])
     settings = TrainingSettings(

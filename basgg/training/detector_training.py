@@ -24,7 +24,8 @@ from tqdm import tqdm
 from basgg.config import Config, ConfigError, DetectorConfig, set_value
 from basgg.data.vg150 import VG150Dataset
 from basgg.evaluation.detection_map import DetectionEvaluator, DetectionResult
-from basgg.models.detector import DETECTOR_KIND, Detector, detector_from_config
+from basgg.models.detector import DETECTOR_KIND, Detector
+from basgg.models.detector_builder import detector_from_config
 from basgg.pretrained import AssetError, load_backbone_weights
 from basgg.structures import SceneGraph
 from basgg.training.caches import load_split_image
@@ -33,8 +34,8 @@ from basgg.training.checkpoint import (
     LAST_CHECKPOINT,
     CheckpointError,
     check_model_fits,
-    read_checkpoint,
 )
+from basgg.training.detector_files import SGB_KIND, load_sgb_detector, read_detector_file
 from basgg.training.distributed import DistributedContext, mix_seed
 from basgg.training.logs import TrainingLog
 from basgg.training.loop import (
@@ -83,9 +84,11 @@ def load_detector(
     device: str | torch.device = "cpu",
     object_names: Sequence[str] | None = None,
 ) -> tuple[Detector, list[str]]:
-    """A ``basgg train-detector`` checkpoint as a built detector (eval mode) and its object
-    names (index 0 background). Needs no asset: the architecture comes from the checkpoint's
-    ``MODEL.DETECTOR`` config and every weight from its ``model``.
+    """A detector checkpoint as a built detector (eval mode) and its object names (index 0
+    background). Needs no asset: a ``basgg train-detector`` checkpoint gives the
+    architecture in its ``MODEL.DETECTOR`` config and every weight in its ``model``; a
+    Scene-Graph-Benchmark checkpoint is SGB's detector
+    (:func:`basgg.training.detector_files.load_sgb_detector`; names are ``object_names``).
 
     Args:
         path: the checkpoint file.
@@ -96,7 +99,9 @@ def load_detector(
         CheckpointError: naming ``path``: missing, corrupt, not a detector checkpoint, weights
             that do not fit its own description, or classes other than ``object_names``.
     """
-    state = read_checkpoint(path)
+    kind, state = read_detector_file(path)
+    if kind == SGB_KIND:
+        return load_sgb_detector(path, state, device=device, object_names=object_names)
     info = state["model_info"]
     if info.get("kind") != DETECTOR_KIND:
         raise CheckpointError(

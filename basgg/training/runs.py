@@ -38,6 +38,7 @@ from basgg.training.checkpoint import (
     read_checkpoint,
     restore_rng_state,
 )
+from basgg.training.detector_files import detector_file_config
 from basgg.training.detector_training import load_detector, sync_detector_config
 from basgg.training.distributed import (
     DistributedContext,
@@ -116,7 +117,7 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
     sgdet = config.mode is Mode.SGDET
     if sgdet:  # build the detector its checkpoint holds
         source = detector_checkpoint(config)
-        sync_detector_config(config, read_checkpoint(source)["config"], source=source)
+        sync_detector_config(config, detector_file_config(source), source=source)
     seed_everything(config.SEED)  # the same initial weights in every process
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
