@@ -61,7 +61,7 @@ class DatasetSource:
 
     Args:
         predictions: one or two predictions files (the second is the comparison).
-        data_dir: the dataset folder.
+        data: the dataset folder (standard file names) or its files.
         names: a display name per file (default: from the paths).
         split: the split predicted; default the first file's ``split`` attribute.
         val_size: train-flag images carved out as val; default as recorded in the file.
@@ -74,7 +74,7 @@ class DatasetSource:
     def __init__(
         self,
         predictions: Sequence[Path],
-        data_dir: Path,
+        data: Path | VG150Files,
         *,
         names: Sequence[str] | None = None,
         split: str | None = None,
@@ -92,7 +92,7 @@ class DatasetSource:
             recorded = header.get("val_size")
             val_size = DEFAULT_VAL_SIZE if recorded is None else int(recorded)
         split = split or str(header.get("split", "test"))
-        files = VG150Files(Path(data_dir))
+        files = data if isinstance(data, VG150Files) else VG150Files(Path(data))
         self.dataset = VG150Dataset(files, split=split, val_size=val_size, load_images=False)
         train = VG150Dataset(files, split="train", val_size=val_size, load_images=False)
         self.ground_truths = [self.dataset.ground_truth(i) for i in range(len(self.dataset))]
@@ -107,7 +107,7 @@ class DatasetSource:
         self.groups = predicate_groups(vocabulary.predicates, self.train_counts)
         self.top_k = int(top_k)
         self.split = split
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(files.root)
         names = list(names or [])
         self.models = [
             self._score(path, names[i] if i < len(names) else model_name(path))
