@@ -41,27 +41,58 @@
     return root;
   }
 
-  /** Deterministic layout: nodes on an ellipse, in the angular order of their box centres
-      around the image centre (top of the image at the top), ties by index. */
-  function layout(nodes, record, width, height) {
-    const cx = record.w / 2, cy = record.h / 2;
-    const ordered = nodes.slice().sort(function (a, b) {
-      const ta = Math.atan2(a.cx - cx, -(a.cy - cy)), tb = Math.atan2(b.cx - cx, -(b.cy - cy));
-      return ta - tb || a.index - b.index;
-    });
-    const positions = {};
-    const rx = width / 2 - 70, ry = height / 2 - 24;
-    ordered.forEach(function (node, k) {
-      if (ordered.length === 1) { positions[node.index] = [width / 2, height / 2]; return; }
-      const angle = -Math.PI / 2 + (2 * Math.PI * k) / ordered.length;
-      positions[node.index] = [width / 2 + rx * Math.cos(angle), height / 2 + ry * Math.sin(angle)];
-    });
-    return positions;
+  /** Deterministic layout: each node starts where its box centre is in the image (scaled to
+      the drawing), then overlapping nodes are pushed apart along the axis of least overlap. */
+  function layout(nodes, record, width, height, sizes) {
+    const margin = 16;
+    const xs = nodes.map(function (n) { return n.cx; }), ys = nodes.map(function (n) { return n.cy; });
+    // stretch the nodes' extent (not the whole image) over the drawing
+    const x0 = Math.min.apply(null, xs), x1 = Math.max.apply(null, xs);
+    const y0 = Math.min.apply(null, ys), y1 = Math.max.apply(null, ys);
+    const fx = function (x) { return x1 > x0 ? (x - x0) / (x1 - x0) : 0.5; };
+    const fy = function (y) { return y1 > y0 ? (y - y0) / (y1 - y0) : 0.5; };
+    const at = {};
+    for (const node of nodes) {
+      const [w, h] = sizes[node.index];
+      at[node.index] = [
+        margin + w / 2 + fx(node.cx) * (width - 2 * margin - w),
+        margin + h / 2 + fy(node.cy) * (height - 2 * margin - h),
+      ];
+    }
+    const gap = 26;
+    for (let round = 0; round < 300; round++) {
+      let moved = false;
+      for (let a = 0; a < nodes.length; a++) {
+        for (let b = a + 1; b < nodes.length; b++) {
+          const p = at[nodes[a].index], q = at[nodes[b].index];
+          const sa = sizes[nodes[a].index], sb = sizes[nodes[b].index];
+          const overlapX = (sa[0] + sb[0]) / 2 + gap - Math.abs(p[0] - q[0]);
+          const overlapY = (sa[1] + sb[1]) / 2 + gap - Math.abs(p[1] - q[1]);
+          if (overlapX <= 0 || overlapY <= 0) continue;
+          moved = true;
+          // ties (same centre) part by index, so the result never depends on chance
+          const sx = p[0] < q[0] || (p[0] === q[0] && a < b) ? -1 : 1;
+          const sy = p[1] < q[1] || (p[1] === q[1] && a < b) ? -1 : 1;
+          if (overlapY / (sa[1] + sb[1]) < overlapX / (sa[0] + sb[0])) {
+            p[1] += (sy * overlapY) / 2; q[1] -= (sy * overlapY) / 2;
+          } else {
+            p[0] += (sx * overlapX) / 2; q[0] -= (sx * overlapX) / 2;
+          }
+        }
+      }
+      for (const node of nodes) {  // stay inside the drawing
+        const [w, h] = sizes[node.index], c = at[node.index];
+        c[0] = Math.min(Math.max(c[0], w / 2 + 2), width - w / 2 - 2);
+        c[1] = Math.min(Math.max(c[1], h / 2 + 2), height - h / 2 - 2);
+      }
+      if (!moved) break;
+    }
+    return at;
   }
 
   /** A node-link graph. edges: [{sub, obj, label, cls, key, title}], objects as in scene(). */
   function graph(objects, edges, record, names, options) {
-    const width = options.width || 460, height = options.height || 360;
+    const width = options.width || 520, height = options.height || 400;
     const root = B.svg("svg", {
       class: "graph", viewBox: "0 0 " + width + " " + height, role: "img",
       "aria-label": options.title || "graph",
@@ -80,12 +111,12 @@
       const o = objects[index];
       return { index: index, cx: (o[1] + o[3]) / 2, cy: (o[2] + o[4]) / 2 };
     });
-    const at = layout(nodes, record, width, height);
     const sizes = {};
     for (const node of nodes) {
       const text = node.index + " " + names[objects[node.index][0]];
       sizes[node.index] = [text.length * CHAR_WIDTH + 14, NODE_HEIGHT, text];
     }
+    const at = layout(nodes, record, width, height, sizes);
     const seen = {};
     const edgeLayer = B.svg("g", { class: "edges" });
     edges.forEach(function (edge) {

@@ -3,7 +3,7 @@
 (function (B) {
   const el = B.el;
   const OUTCOME = { 2: ["match", "matches GT"], 1: ["pair", "right pair, wrong predicate"], 0: ["miss", "unmatched"] };
-  let S, R, KS, K;
+  let S, R, KS, K, EDGES;
 
   function start() {
     S = B.get("summary");
@@ -27,6 +27,7 @@
   function render() {
     KS = S.ks;
     K = KS.length ? (KS.includes(S.top_k) ? S.top_k : KS[0]) : 0;
+    EDGES = Number(new URLSearchParams(location.search).get("edges") || S.top_k);
     document.title = "basgg view: " + R.name;
     document.getElementById("title").textContent = "Image " + R.name;
     const n = S.num_images;
@@ -63,6 +64,13 @@
       k.addEventListener("change", function () { K = Number(k.value); draw(); });
       box.append(el("label", { class: "control" }, "GT colours and comparison at K ", k));
     }
+    const edges = el("select", { id: "graph-edges" });
+    const choices = [5, 10, 20, 50, 100].filter(function (v) { return v < S.top_k; }).concat([S.top_k]);
+    if (!choices.includes(EDGES)) { choices.push(EDGES); choices.sort(function (a, b) { return a - b; }); }
+    for (const v of choices) edges.append(el("option", { value: v, text: "top " + v }));
+    edges.value = String(EDGES);
+    edges.addEventListener("change", function () { EDGES = Number(edges.value); draw(); });
+    box.append(el("label", { class: "control" }, "predicted graphs show ", edges));
     box.append(el("span", { class: "muted", text: "hover or click a triplet to see its boxes" }));
   }
 
@@ -91,12 +99,13 @@
     }
     S.models.forEach(function (model, m) {
       const objects = objectsOf(m);
-      const edges = R.models[m].rows.map(function (t, r) {
+      const edges = R.models[m].rows.slice(0, EDGES).map(function (t, r) {
         const cls = t[4] >= 0 ? OUTCOME[t[4]][0] : "none";
         return { sub: t[0], obj: t[1], label: (r + 1) + ". " + S.predicates[t[2]], cls: cls, key: "m" + m + "-" + r,
           title: tripletText(objects, t[0], t[1], t[2]).join(" — ") + " " + t[3] + (t[4] >= 0 ? " (" + OUTCOME[t[4]][1] + ")" : "") };
       });
-      const note = S.kind === "dataset" ? "top " + R.models[m].rows.length + "; green: matches GT, orange: right pair, wrong predicate, grey: unmatched" : "top " + R.models[m].rows.length;
+      const shown = Math.min(EDGES, R.models[m].rows.length);
+      const note = S.kind === "dataset" ? "top " + shown + "; green: matches GT, orange: right pair, wrong predicate, grey: unmatched" : "top " + shown;
       panels.append(panel(model.name, B.graph(objects, edges, R, S.objects, { id: "m" + m, title: model.name }), note));
     });
     gtTable();

@@ -65,16 +65,34 @@
       body.appendChild(tr);
     }
     for (const name of rows) add(name, KS.map(function (k) { return byRow[name][k] || null; }));
-    for (const key of plain) add(key, [key].concat(KS.slice(1).map(function () { return null; })));
     table.appendChild(body);
     const box = document.getElementById("metrics");
     box.appendChild(table);
+    if (plain.length) {  // metrics without a K, e.g. informative_recall
+      const other = el("table", { class: "metrics other", id: "other-metrics" });
+      const top = el("tr", {}, el("th", { text: "metric" }));
+      S.models.forEach(function (model, m) { top.appendChild(el("th", { class: "num model-" + m, text: model.name })); });
+      other.appendChild(el("thead", {}, top));
+      const rowsBody = el("tbody");
+      for (const key of plain) {
+        const tr = el("tr", { "data-metric": key }, el("th", { text: key.replace(/_/g, " ") }));
+        const values = S.models.map(function (model) { return model.metrics[key]; });
+        const topValue = Math.max.apply(null, values.map(function (v) { return v === null || v === undefined ? -Infinity : v; }));
+        values.forEach(function (value, m) {
+          const best = multi && value !== null && value === topValue && values.some(function (v) { return v !== value; });
+          tr.appendChild(el("td", { class: "num" + (best ? " best" : ""), text: B.percent(value) }));
+        });
+        rowsBody.appendChild(tr);
+      }
+      other.appendChild(rowsBody);
+      box.appendChild(other);
+    }
     const counts = S.models[0].counts || {};
     box.appendChild(el("p", { class: "muted", text:
       "×100. " + (counts.images_scored !== undefined ? counts.images_scored + " of " + counts.images +
       " images scored (images without GT relation or prediction are skipped, as SGB does); " : "") +
       (S.zero_shot_triplets !== undefined ? S.zero_shot_triplets + " zero-shot triplets. " : "") +
-      "Plain keys without @K are shown under @" + KS[0] + "." }));
+      (S.models.length > 1 ? "Bold: the better model." : "") }));
   }
 
   /* ---- per-predicate recall bars ---- */
@@ -259,7 +277,7 @@
       : el("div", { class: "no-thumb", text: "no image" }));
     const caption = el("div", { class: "caption" }, el("span", { class: "name", text: row.name }));
     if (KS.length) {
-      caption.append(el("span", { class: "muted", text: row.n + " GT" }));
+      caption.append(el("span", { class: "muted", text: row.n + " GT · R@" + KS[column] }));
       row.h.forEach(function (h, m) {
         const r = row.n ? h[column] / row.n : 0;
         caption.append(el("span", { class: "badge model-" + m, title: S.models[m].name + " R@" + KS[column], text: B.percent(r, 0) }));
