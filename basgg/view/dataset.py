@@ -277,9 +277,9 @@ class DatasetSource:
         else:
             sigma = prediction.object_scores.numpy()
             objects = _objects(prediction.labels.numpy(), prediction.boxes.numpy(), sigma)
-        scores = ranking_scores(scores_matrix, sigma, pairs)
+        scores = significant(ranking_scores(scores_matrix, sigma, pairs))
         rows = [
-            [int(s), int(o), int(p), _score(score), int(status), int(matched)]
+            [int(s), int(o), int(p), score, int(status), int(matched)]
             for (s, o), p, score, status, matched in zip(
                 pairs, outcome.row_predicates, scores, outcome.row_status, outcome.row_gt,
                 strict=True,
@@ -289,17 +289,21 @@ class DatasetSource:
 
 
 def _objects(labels: np.ndarray, boxes: np.ndarray, scores: np.ndarray | None = None) -> list:
-    out = []
-    for j, (label, box) in enumerate(zip(labels, boxes, strict=True)):
-        row = [int(label), *(round(float(v), 1) for v in box)]
-        if scores is not None:
-            row.append(_score(scores[j]))
-        out.append(row)
-    return out
+    """``[label, x1, y1, x2, y2(, score)]`` per object, boxes to 0.1 pixel."""
+    boxes = np.round(np.asarray(boxes, np.float64), 1).tolist()
+    rows = [[int(label), *box] for label, box in zip(labels.tolist(), boxes, strict=True)]
+    if scores is not None:
+        for row, score in zip(rows, significant(scores), strict=True):
+            row.append(score)
+    return rows
 
 
-def _score(value: float) -> float:
-    return float(f"{float(value):.4g}")
+def significant(values: np.ndarray, digits: int = 4) -> list[float]:
+    """``values`` rounded to ``digits`` significant digits (short in JSON), as floats."""
+    values = np.asarray(values, np.float64)
+    magnitude = np.floor(np.log10(np.abs(np.where(values == 0, 1.0, values))))
+    scale = 10.0 ** (digits - 1 - magnitude)
+    return (np.round(values * scale) / scale).tolist()
 
 
 def _rounded(values: np.ndarray) -> list[float]:
