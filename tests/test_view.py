@@ -313,3 +313,22 @@ def test_predict_folder_site_in_headless_chromium(tmp_path: Path, capsys) -> Non
     assert console == [] and 'data-pwned="1"' not in dom
     assert "&lt;script&gt;alert(1)&lt;.png" in dom and "<b>on</b>" not in dom
     assert "<script>alert" not in dom
+
+
+def test_serve_binds_to_loopback_only(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    from basgg.view.serve import make_server
+
+    (tmp_path / "index.html").write_text("<p>site</p>")
+    with make_server(tmp_path, 0) as server:
+        host, port = server.server_address[:2]
+        assert host == "127.0.0.1"
+        thread = threading.Thread(target=server.handle_request, daemon=True)
+        thread.start()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+            reply = b"".join(iter(lambda: connection.recv(4096), b""))
+        thread.join(10)
+    assert reply.startswith(b"HTTP/1.0 200") and reply.endswith(b"<p>site</p>")

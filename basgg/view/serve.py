@@ -9,10 +9,15 @@ from pathlib import Path
 HOST = "127.0.0.1"
 
 
+def make_server(site: Path, port: int = 8000) -> ThreadingHTTPServer:
+    """A server of the files of ``site`` bound to 127.0.0.1:``port`` (0: any free port)."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    return ThreadingHTTPServer((HOST, port), handler)
+
+
 def serve(site: Path, port: int = 8000) -> None:
     """Serve ``site`` on ``http://127.0.0.1:PORT/`` until interrupted (Ctrl-C)."""
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
-    with ThreadingHTTPServer((HOST, port), handler) as server:
+    with make_server(site, port) as server:
         print(f"serving {site} on http://{HOST}:{server.server_address[1]}/ (Ctrl-C stops)")
         try:
             server.serve_forever()
