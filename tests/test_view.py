@@ -285,10 +285,13 @@ def test_site_in_headless_chromium(tmp_path: Path, dataset: Path, capsys) -> Non
     dom, console = browse(index + "#missed=1&k=50&model=0", tmp_path)
     assert console == [] and dom.count('class="card"') == 1 and 'data-count="1"' in dom
 
-    page = (site / "image.html").resolve().as_uri() + "?i=0"
+    page = (site / "image.html").resolve().as_uri() + "?i=0&select=gt-0"  # a pinned triplet
     dom, console = browse(page, tmp_path)
     assert console == [] and 'data-pwned="1"' not in dom
-    rows = re.findall(r'<tr class="gt-row"[^>]*data-status0="([^"]+)"[^>]*>(.*?)</tr>', dom, re.S)
+    assert re.findall(r'class="box hl" data-box="([^"]+)"', dom) == ["gt-0", "gt-1"]
+    assert re.findall(r'class="edge gt-hit hl"', dom) and 'class="gt-row hl"' in dom
+    gt_row = r'<tr class="gt-row[^"]*"[^>]*data-status0="([^"]+)"[^>]*>(.*?)</tr>'
+    rows = re.findall(gt_row, dom, re.S)
     seen = [(status, unescape(re.sub(r"<[^>]+>", "|", body))) for status, body in rows]
     assert [status for status, _ in seen] == ["recalled@20", "missed", "missed"]
     assert "|0 man|" in seen[0][1] and "|has|" in seen[0][1] and "|1 dog|" in seen[0][1]

@@ -41,6 +41,9 @@
     ].filter(Boolean).join(" · ");
     controls();
     draw();
+    const chosen = new URLSearchParams(location.search).get("select");  // e.g. gt-3, m0-1
+    const item = chosen && document.querySelector('tr[data-key="' + CSS.escape(chosen) + '"]');
+    if (item) { highlight(item); pinned = chosen; }
     document.body.dataset.ready = "1";
   }
 
