@@ -8,7 +8,8 @@ Steps, each skipped when its output exists (so an interrupted demo resumes):
    ``OUTPUT_DIR/stage1``;
 4. the stage-1 confusion matrix on train (``basgg confmat``) in ``OUTPUT_DIR/stage1``;
 5. stage 2, BA-SGG (both flags, :data:`STAGE_TWO_OVERRIDES`) in ``OUTPUT_DIR/stage2``;
-6. both models on the test split, a side-by-side table and ``OUTPUT_DIR/comparison.png``.
+6. both models on the test split, a side-by-side table and ``OUTPUT_DIR/comparison.png``;
+7. the results site of both models (``basgg view``) in ``OUTPUT_DIR/site``.
 """
 
 from __future__ import annotations
@@ -125,11 +126,14 @@ def run(args: argparse.Namespace) -> int:
     }
     print(comparison_table(metrics))
     plot = plot_comparison(metrics, output_dir / "comparison.png")
+    _step(7, "results site: stage 1 vs BA-SGG (basgg view)", start)
+    site = write_results_site(files, stage_one, stage_two, output_dir / "site")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
     print(
-        f"\nplots: {plot}\nresolved configs: {stage_one_dir / 'config.yaml'}, "
+        f"\nplots: {plot}\nresults site: {site} (open it in a browser)\n"
+        f"resolved configs: {stage_one_dir / 'config.yaml'}, "
         f"{stage_two_dir / 'config.yaml'}\n"
         f"wall time {time.perf_counter() - start:.0f} s, CPU time {cpu:.0f} s (this run)"
     )
@@ -137,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _step(number: int, text: str, start: float) -> None:
-    print(f"[{number}/6 {time.perf_counter() - start:5.0f} s] {text}", flush=True)
+    print(f"[{number}/7 {time.perf_counter() - start:5.0f} s] {text}", flush=True)
 
 
 def _test_metrics(config: Config, progress: bool) -> dict:
@@ -148,6 +152,28 @@ def _test_metrics(config: Config, progress: bool) -> dict:
     if not path.is_file():
         evaluate_checkpoint(config, split="test", progress=progress)
     return json.loads(path.read_text())
+
+
+def write_results_site(files: VG150Files, stage_one: Config, stage_two: Config, out: Path) -> Path:
+    """``basgg view`` of both stages' test predictions (thumbnails are made once)."""
+    from basgg.training.runs import PREDICTIONS_FILE
+    from basgg.view.dataset import DatasetSource
+    from basgg.view.site import write_site
+
+    paths = [
+        Path(c.OUTPUT_DIR) / "inference" / "test" / PREDICTIONS_FILE for c in (stage_one, stage_two)
+    ]
+    hierarchy = Path(stage_one.OUTPUT_DIR) / "hierarchy.json"
+    source = DatasetSource(
+        paths,
+        files,
+        names=["stage 1", "BA-SGG"],
+        val_size=stage_one.DATASETS.VAL_SIZE,
+        hierarchy=hierarchy if hierarchy.is_file() else None,
+    )
+    report = write_site(source, out, title="basgg demo: stage 1 vs BA-SGG")
+    print(f"      {report.images} images, {report.bytes / 1e6:.1f} MB in {report.seconds:.1f} s")
+    return report.index
 
 
 def comparison_table(metrics: dict[str, dict]) -> str:
