@@ -25,10 +25,8 @@ from typing import Any, Literal
 import yaml
 
 from basgg import atomic
-from basgg.config_ranges import check_ranges
+from basgg.config_ranges import first_range_problem
 from basgg.structures import Mode
-
-PREDICTORS = ("MotifPredictor", "VCTreePredictor", "TransformerPredictor", "FrequencyPredictor")
 
 
 class ConfigError(ValueError):
@@ -69,7 +67,7 @@ class TransformerConfig:
 class RelationHeadConfig:
     """The relation head (``MODEL.ROI_RELATION_HEAD``)."""
 
-    PREDICTOR: Literal[PREDICTORS] = "MotifPredictor"  # type: ignore[valid-type]
+    PREDICTOR: str = "MotifPredictor"  # a registered head (basgg.models.heads.HEADS)
     USE_GT_BOX: bool = True
     USE_GT_OBJECT_LABEL: bool = True
     WITH_CLEAN_CLASSIFIER: bool = False
@@ -112,6 +110,7 @@ class DetectorConfig:
     training and ``basgg predict`` use it frozen (``MODEL.PRETRAINED_DETECTOR_CKPT``).
     """
 
+    ARCHITECTURE: Literal["basgg", "sgb"] = "basgg"  # sgb: SGB's X-101-FPN (docs/detector.md)
     BACKBONE: str = "efficientnet_lite0"  # any MODEL.BACKBONE.NAME choice
     BACKBONE_WEIGHTS: str = ""  # ImageNet init: "" = the installed package's, a file, "random"
     TRAINABLE_LAYERS: int = 3  # backbone stages fine-tuned (0: frozen body)
@@ -230,6 +229,14 @@ def load_config(
     config = apply_overrides(config, overrides)
     check_ranges(config, source=f"{path} or the command line" if path else "command line")
     return config
+
+
+def check_ranges(config: Config, *, source: str = "") -> None:
+    """Raise :class:`ConfigError` naming the first key whose value is out of its range
+    (the table is :data:`basgg.config_ranges.RULES`)."""
+    problem = first_range_problem(config)
+    if problem:
+        raise ConfigError(problem + (f" ({source})" if source else ""))
 
 
 def config_from_dict(data: dict[str, Any], *, source: str) -> Config:

@@ -1,6 +1,6 @@
 """The allowed range of every configuration value, as a table checked when a config loads.
 
-:data:`RULES` maps a dotted key to a :class:`Rule`; :func:`check_ranges` (run by
+:data:`RULES` maps a dotted key to a :class:`Rule`; ``basgg.config.check_ranges`` (run by
 ``load_config``) raises a ``ConfigError`` naming the first key whose value is out of range.
 A new numeric key gets a line here (``tests/test_config.py`` checks every int, float and list
 key has one).
@@ -149,15 +149,14 @@ def range_error(key: str, value: Any) -> str | None:
     return f"config key {key!r} expects {rule.text}, got {value!r}"
 
 
-def check_ranges(config: Any, *, source: str = "") -> None:
-    """Raise ``ConfigError`` for the first value of ``config`` outside its range."""
-    from basgg.config import ConfigError
-
+def first_range_problem(config: Any) -> str | None:
+    """What is wrong with the first value of ``config`` outside its range (``None``: all
+    fine). ``basgg.config.check_ranges`` raises it as a ``ConfigError``."""
     for key in RULES:
         node = config
         for part in key.split("."):
             node = getattr(node, part)
         problem = range_error(key, node)
         if problem:
-            where = f" ({source})" if source else ""
-            raise ConfigError(problem + where)
+            return problem
+    return None

@@ -9,8 +9,8 @@ import yaml
 
 from basgg import atomic
 from basgg.data.summary import summarize_dataset, summary_table, write_report
-from basgg.data.synthvg import generate_dataset, load_settings, settings_dict
 from basgg.output_lock import output_lock
+from basgg.synthvg.generator import generate_dataset, load_settings, settings_dict
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

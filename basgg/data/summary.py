@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from basgg import atomic
+from basgg.data.predicate_groups import BODY, HEAD, TAIL, predicate_groups
 from basgg.data.vg150_checks import (
     check_h5_arrays,
     read_checked_vocabulary,
@@ -22,7 +23,6 @@ from basgg.data.vg150_checks import (
     read_image_data,
 )
 from basgg.data.vg150_format import SPECIFIC_PREDICATES, VG150Files
-from basgg.predicate_groups import BODY, HEAD, TAIL, predicate_groups
 
 SPLIT_NAMES = {0: "train", 1: "val", 2: "test"}
 REQUIRED = (
