@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from basgg.output_lock import output_lock
     from basgg.view.site import write_site
 
     if args.top_k < 1:
@@ -76,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
         out = args.out or args.source.with_name(args.source.stem + "_site")
         names = " vs ".join(model.name for model in source.models)
         title = args.title or f"basgg results: {names}"
-    report = write_site(
-        source, out, title=title, copy_images=args.copy_images, workers=args.workers
-    )
+    with output_lock(out, "basgg view"):
+        report = write_site(
+            source, out, title=title, copy_images=args.copy_images, workers=args.workers
+        )
     print(
         f"site: {report.index} ({report.images} images, {report.thumbnails_written} new "
         f"thumbnails, {report.bytes / 1e6:.1f} MB, {report.seconds:.1f} s)"
