@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from basgg.structures import SceneGraph
 
@@ -68,6 +67,8 @@ def load_zero_shot_file(path: str | Path) -> np.ndarray:
         if path.suffix == ".npy":
             table = np.load(path, allow_pickle=False)
         else:
+            import torch
+
             loaded = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(loaded, torch.Tensor):
                 raise ValueError(f"holds a {type(loaded).__name__}, expected one tensor")
