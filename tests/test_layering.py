@@ -67,7 +67,7 @@ def test_inference_imports_only_the_vocabulary_of_the_data_layer() -> None:
 
 
 def test_bottom_layer_imports_nothing_above_it() -> None:
-    bottom = [PACKAGE / "structures.py", PACKAGE / "boxes.py"]
+    bottom = [PACKAGE / "structures.py", PACKAGE / "boxes.py", PACKAGE / "packed.py"]
     assert _violations(bottom, ("basgg.data", "basgg.models", "basgg.evaluation",
                                 "basgg.config", "basgg.commands")) == []  # fmt: skip
 
