@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -53,6 +54,9 @@ def _requested_command(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``basgg`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # OpenMP threads that wait sleep instead of spinning, so jobs sharing the cores do not
+    # burn each other's time (read when torch loads; an explicit setting wins)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(_requested_command(argv))
     args = parser.parse_args(argv)
     try:

@@ -24,6 +24,7 @@ from basgg.evaluation.confusion import PredicateConfusion
 from basgg.evaluation.hierarchy import predicate_hierarchy, write_hierarchy
 from basgg.evaluation.report import plot_confusion
 from basgg.structures import Mode
+from basgg.threads import apply_threads
 from basgg.training.checkpoint import read_checkpoint
 from basgg.training.distributed import DistributedContext
 from basgg.training.inference import predict_split
@@ -59,6 +60,7 @@ def compute_confusion_matrix(
     config: Config, *, checkpoint: str | None = None, progress: bool = True
 ) -> Path:
     """Count the stage-1 model's train-split confusions; returns the ``.npy`` path."""
+    apply_threads(config.NUM_THREADS)
     if config.mode is not Mode.PREDCLS:
         raise ValueError(
             "MODEL.ROI_RELATION_HEAD.USE_GT_BOX / USE_GT_OBJECT_LABEL: the confusion matrix "

@@ -20,6 +20,7 @@ from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import format_table, write_predictions, write_report
 from basgg.models import SceneGraphModel
 from basgg.structures import Mode
+from basgg.threads import apply_threads
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
     FINAL_CHECKPOINT,
@@ -101,6 +102,7 @@ def evaluate_checkpoint(
 ):
     """Predict and score ``split``; returns the evaluation result and the predictions path."""
     check_stage(config)
+    apply_threads(config.NUM_THREADS)
     path = find_checkpoint(config, checkpoint)
     device = torch.device(config.MODEL.DEVICE)
     context = DistributedContext(device=device)

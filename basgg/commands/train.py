@@ -22,6 +22,7 @@ from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import rank_relations
 from basgg.models import SceneGraphModel, build_model
 from basgg.structures import Mode
+from basgg.threads import apply_threads
 from basgg.training.checkpoint import (
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -100,6 +101,9 @@ def train(config: Config, *, progress: bool = True) -> TrainingState:
     check_stage(config, training=True)
     check_stage_two_inputs(config)
     context = init_distributed(config.MODEL.DEVICE)
+    threads, source = apply_threads(config.NUM_THREADS)
+    if context.is_main:
+        print(f"CPU threads per process: {threads} ({source})", flush=True)
     try:
         return _train(config, context, progress=progress)
     finally:

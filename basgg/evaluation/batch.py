@@ -129,7 +129,8 @@ def check_packed_predictions(
     if mode is Mode.PREDCLS and len(predictions.relation_pairs):
         row_image = np.repeat(np.arange(len(predictions)), predictions.num_relations)  # (R,)
         limit = ground_truths.num_objects[row_image]  # (R,)
-        bad = np.flatnonzero(predictions.relation_pairs.max(axis=1) >= limit)
+        pairs = predictions.relation_pairs
+        bad = np.flatnonzero(np.maximum(pairs[:, 0], pairs[:, 1]) >= limit)
         if len(bad):
             image = int(row_image[bad[0]])
             r0, r1 = predictions.relation_offsets[image : image + 2]

@@ -165,7 +165,7 @@ def read_predictions_header(path: str | Path) -> dict[str, object]:
 def read_predictions(path: str | Path) -> PredictionsFile:
     """Read and check a predictions file; errors name the file, the image and the field."""
     with open_predictions(path) as content:
-        content.packed.predicate_scores = np.asarray(
+        content.packed.predicate_scores = np.array(  # a copy in memory, file closed
             content.packed.predicate_scores[()], dtype=np.float32
         )
     return content
@@ -200,7 +200,7 @@ def open_predictions(path: str | Path) -> Iterator[PredictionsFile]:
             if name not in h5:
                 raise ValueError(f"{path}: dataset {name!r} is missing")
             if name == "predicate_scores":
-                arrays[name] = h5[name]
+                arrays[name] = _mapped(path, h5[name])
             else:
                 arrays[name] = np.asarray(h5[name][()], dtype=dtype)
         try:
@@ -236,6 +236,16 @@ def open_predictions(path: str | Path) -> Iterator[PredictionsFile]:
         )
 
 
+def _mapped(path: Path, dataset: h5py.Dataset) -> np.ndarray | h5py.Dataset:
+    """A read-only memory map of a contiguous, unfiltered float32 dataset (the default
+    layout: rows are then read by the page cache, without copies); else the dataset."""
+    offset = dataset.id.get_offset()
+    plain = dataset.chunks is None and dataset.compression is None and dataset.size > 0
+    if offset is None or not plain or dataset.dtype != np.dtype("<f4"):
+        return dataset
+    return np.memmap(path, dtype="<f4", mode="r", offset=offset, shape=dataset.shape)
+
+
 def _check_layout(path: Path, arrays: dict, num_predicates: int) -> None:
     n_images = len(arrays["image_ids"])
     for name, (trailing, _) in _DATASETS.items():
@@ -265,7 +275,9 @@ def _check_layout(path: Path, arrays: dict, num_predicates: int) -> None:
     if len(pairs):
         row_image = np.repeat(np.arange(n_images), np.diff(arrays["relation_offsets"]))  # (R,)
         limit = np.diff(objects)[row_image]  # (R,)
-        bad = np.flatnonzero((pairs.min(axis=1) < 0) | (pairs.max(axis=1) >= limit))
+        low = np.minimum(pairs[:, 0], pairs[:, 1])  # (R,)
+        high = np.maximum(pairs[:, 0], pairs[:, 1])  # (R,)
+        bad = np.flatnonzero((low < 0) | (high >= limit))
         if len(bad):
             image = int(row_image[bad[0]])
             raise ValueError(
