@@ -108,8 +108,7 @@ def write_dataset(root: Path, test: dict, train: dict) -> None:
     (root / "VG-SGG-dicts-with-attri.json").write_text(json.dumps(dicts))
     height, width = IMAGE_SIZE
     entries = [
-        {"image_id": i + 1, "width": width, "height": height}
-        for i in range(n_train + n_test)
+        {"image_id": i + 1, "width": width, "height": height} for i in range(n_train + n_test)
     ]
     (root / "image_data.json").write_text(json.dumps(entries))
 

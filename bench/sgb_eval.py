@@ -223,9 +223,7 @@ def final_metrics(out: Results, mode: str) -> dict[str, float]:
                 total += 0.0 if len(values) == 0 else np.mean(values)
             metrics[f"{name}@{k}"] = float(total / float(out.num_rel - 1))
         if mode != "sgdet":
-            metrics[f"A@{k}"] = float(
-                np.mean(out.accuracy_hit[k]) / np.mean(out.accuracy_count[k])
-            )
+            metrics[f"A@{k}"] = float(np.mean(out.accuracy_hit[k]) / np.mean(out.accuracy_count[k]))
     return metrics
 
 

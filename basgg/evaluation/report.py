@@ -147,7 +147,7 @@ def write_report(
     content = result.to_dict()
     content.update(extra or {})
     paths["metrics"].write_text(json.dumps(content, indent=1) + "\n")
-    np.savez_compressed(paths["per_image"], **result.per_image)
+    np.savez(paths["per_image"], **result.per_image)  # small; compressing costs more than it saves
     if plot:
         paths["per_predicate_recall"] = out_dir / "per_predicate_recall.png"
         plot_per_predicate_recall(result, paths["per_predicate_recall"], predicate_order)
