@@ -1,4 +1,8 @@
-"""The ``basgg`` command: a thin dispatcher to the modules in :mod:`basgg.commands`."""
+"""The ``basgg`` command: a thin dispatcher to the modules in :mod:`basgg.commands`.
+
+Only the module of the command being run is imported (``basgg --version`` and ``basgg
+--help`` import none), so a command pays only for the libraries it uses.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 DEBUG_HELP = "show the Python traceback of an error instead of a one-line message"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only the subcommands in ``commands`` (default: all) get their
+    arguments, which imports their modules."""
     parser = argparse.ArgumentParser(
         prog="basgg", description="Scene graph generation with BA-SGG balance adjustment."
     )
@@ -36,12 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(f"basgg.commands.{module_name}")
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+        if commands is None or name in commands:
+            module = importlib.import_module(f"basgg.commands.{module_name}")
+            module.add_arguments(sub)
+            sub.set_defaults(run=module.run)
     return parser
+
+
+def _requested_command(argv: Sequence[str]) -> list[str]:
+    """The subcommand named on the command line (the first word not starting with '-')."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    return [first] if first in COMMANDS else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,7 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     line on stderr and exit status 2; any other error is one line and status 1. ``--debug``
     lets the exception through, with its traceback.
     """
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # OpenMP threads that wait sleep instead of spinning, so jobs sharing the cores do not
+    # burn each other's time (read when torch loads; an explicit setting wins)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    parser = build_parser(_requested_command(argv))
     args = parser.parse_args(argv)
     if args.debug:
         return int(args.run(args) or 0)

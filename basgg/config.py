@@ -192,6 +192,7 @@ class Config:
 
     OUTPUT_DIR: str = "outputs/run"
     SEED: int = 0
+    NUM_THREADS: int = 0  # torch intra-op CPU threads; 0 = automatic (basgg/threads.py)
     GLOVE_PATH: str = ""  # word vectors; "" = the installed GloVe package, "random" = none
     FEATURE_CACHE_DIR: str = ""  # frozen-backbone feature cache; "" = OUTPUT_DIR/feature_cache
     DATASETS: DatasetsConfig = field(default_factory=DatasetsConfig)

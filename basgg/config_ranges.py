@@ -67,6 +67,7 @@ _DETECTOR = "MODEL.DETECTOR."
 RULES: dict[str, Rule] = {
     "OUTPUT_DIR": NOT_EMPTY,
     "SEED": SEED,
+    "NUM_THREADS": Rule(lambda v: v >= 0, "an integer >= 0 (0: automatic)"),
     "DATASETS.DATA_DIR": NOT_EMPTY,
     "DATASETS.VAL_SIZE": at_least(0),
     "DATASETS.NUM_IMAGES": ALL_OR_POSITIVE,

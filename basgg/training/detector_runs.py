@@ -28,6 +28,7 @@ from basgg.data.vocabulary import Vocabulary
 from basgg.models.detector import Detector
 from basgg.models.detector_builder import detector_from_config
 from basgg.output_lock import holding_output_dir
+from basgg.threads import apply_threads
 from basgg.training.checkpoint import (
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -74,6 +75,7 @@ def train_detector(config: Config, *, progress: bool = True, resume_anyway: bool
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("basgg train-detector runs in one process; do not start it with torchrun")
     context = init_distributed(config.MODEL.DEVICE)
+    apply_threads(config.NUM_THREADS)
     output_dir = Path(config.OUTPUT_DIR)
     last = output_dir / LAST_CHECKPOINT
     resumed = read_checkpoint(last) if last.exists() else None
@@ -188,6 +190,7 @@ def evaluate_detector_checkpoint(
     """Score a trained detector checkpoint on the config's test split; returns (and writes)
     the metrics. The architecture and classes come from the checkpoint."""
     context = init_distributed(config.MODEL.DEVICE)
+    apply_threads(config.NUM_THREADS)
     dataset = build_dataset(config, "test")
     detector, _ = load_detector(
         checkpoint, device=context.device, object_names=dataset.vocabulary.objects
