@@ -131,6 +131,6 @@ def test_loader_and_non_overlap_filter_use_sgb_decoding(annotations, write_raw, 
     stats = compute_frequency_statistics(unfiltered, filter_non_overlap=True)
     # image 104's relation (man, dog, on) is dropped by the statistics' filter too
     assert stats.foreground[3, 2, 3] == 0
-    assert compute_frequency_statistics(unfiltered, filter_non_overlap=False).foreground[
-        3, 2, 3
-    ] == 1
+    assert (
+        compute_frequency_statistics(unfiltered, filter_non_overlap=False).foreground[3, 2, 3] == 1
+    )
