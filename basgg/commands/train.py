@@ -165,7 +165,7 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
         val_split = prepare_split(config, model, val_dataset, context=context, progress=progress)
 
     parameters = [p for p in parameters if p.requires_grad]
-    optimizer, schedule, scaler = build_optimization(config, parameters, context.device)
+    optimizer, schedule, scaler = build_optimization(config, model, context.device)
     use_amp = scaler.is_enabled()
     state = TrainingState()
     last = output_dir / LAST_CHECKPOINT

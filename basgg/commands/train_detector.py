@@ -116,7 +116,7 @@ def train_detector(config: Config, *, progress: bool = True) -> dict:
     ).to(context.device)
     info = detector_model_info(detector, vocabulary.objects)
     parameters = [weight for weight in detector.parameters() if weight.requires_grad]
-    optimizer, schedule, scaler = build_optimization(config, parameters, context.device)
+    optimizer, schedule, scaler = build_optimization(config, detector, context.device)
     use_amp = scaler.is_enabled()
     state = TrainingState()
     last = output_dir / LAST_CHECKPOINT

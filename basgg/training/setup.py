@@ -7,15 +7,16 @@ caches. Only code here, the commands and :func:`basgg.models.build_model` read t
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from basgg.config import Config, config_to_dict, set_value
+from basgg.config import Config, SolverConfig, config_to_dict, set_value
 from basgg.data.statistics import frequency_bias_init, load_or_compute_statistics
 from basgg.data.vg150 import VG150Dataset
 from basgg.data.vg150_checks import load_image
@@ -126,21 +127,46 @@ def detector_checkpoint(config: Config) -> str:
     return config.MODEL.PRETRAINED_DETECTOR_CKPT or config.MODEL.PRETRAINED_MODEL_CKPT
 
 
+def parameter_groups(
+    named_parameters: Sequence[tuple[str, torch.nn.Parameter]], solver: SolverConfig
+) -> list[dict[str, Any]]:
+    """SGB's parameter groups (``maskrcnn_benchmark/solver/build.py``, ``rl_factor =
+    IMS_PER_BATCH``): weights at ``BASE_LR x IMS_PER_BATCH`` with ``WEIGHT_DECAY``; every
+    parameter whose name contains ``"bias"`` (as SGB tests it: the frequency-bias table too)
+    at ``BASE_LR x BIAS_LR_FACTOR x IMS_PER_BATCH`` with ``WEIGHT_DECAY_BIAS``. Parameters
+    that need no gradient are left out; so are empty groups."""
+    rate = solver.BASE_LR * solver.IMS_PER_BATCH
+    weights = [p for name, p in named_parameters if p.requires_grad and "bias" not in name]
+    biases = [p for name, p in named_parameters if p.requires_grad and "bias" in name]
+    groups = [
+        {"params": weights, "lr": rate, "weight_decay": solver.WEIGHT_DECAY},
+        {
+            "params": biases,
+            "lr": rate * solver.BIAS_LR_FACTOR,
+            "weight_decay": solver.WEIGHT_DECAY_BIAS,
+        },
+    ]
+    return [group for group in groups if group["params"]]
+
+
 def build_optimization(
-    config: Config, parameters: list[torch.nn.Parameter], device: torch.device
+    config: Config, model: torch.nn.Module, device: torch.device
 ) -> tuple[torch.optim.SGD, LearningRateSchedule, torch.amp.GradScaler]:
-    """SGD over ``parameters``, its warm-up schedule and the AMP gradient scaler (enabled
-    with ``SOLVER.AMP`` on CUDA only), from ``SOLVER``."""
+    """SGD over ``model``'s parameters that need gradients, grouped as SGB groups them
+    (:func:`parameter_groups`), its schedule and the AMP gradient scaler (enabled with
+    ``SOLVER.AMP`` on CUDA only), from ``SOLVER``."""
     solver = config.SOLVER
-    optimizer = torch.optim.SGD(
-        parameters, lr=solver.BASE_LR, momentum=solver.MOMENTUM, weight_decay=solver.WEIGHT_DECAY
-    )
+    groups = parameter_groups(list(model.named_parameters()), solver)
+    if not groups:
+        raise ValueError("the model has no parameter to train (all have requires_grad=False)")
+    optimizer = torch.optim.SGD(groups, lr=solver.BASE_LR, momentum=solver.MOMENTUM)
     schedule = LearningRateSchedule(
         optimizer,
-        base_lr=solver.BASE_LR,
+        base_lr=solver.BASE_LR * solver.IMS_PER_BATCH,
         schedule_type=solver.SCHEDULE.TYPE,
         warmup_iters=solver.WARMUP_ITERS,
         warmup_start=solver.WARMUP_FACTOR,
+        warmup_method=solver.WARMUP_METHOD,
         steps=solver.STEPS,
         gamma=solver.GAMMA,
         patience=solver.SCHEDULE.PATIENCE,
