@@ -5,6 +5,11 @@ predictions are scored without a model.
 """
 
 from basgg.evaluation.confusion import PredicateConfusion, image_confusion
+from basgg.evaluation.information import (
+    load_information_file,
+    load_informative_file,
+    predicate_information,
+)
 from basgg.evaluation.matching import rank_relations, ranking_scores
 from basgg.evaluation.metrics import SGEvaluator, evaluate
 from basgg.evaluation.predictions import (
@@ -27,7 +32,10 @@ __all__ = [
     "evaluate_file",
     "format_table",
     "image_confusion",
+    "load_information_file",
+    "load_informative_file",
     "load_zero_shot_file",
+    "predicate_information",
     "rank_relations",
     "ranking_scores",
     "read_predictions",
