@@ -188,6 +188,8 @@ class EvaluationConfig:
     IMS_PER_BATCH: int = 8
     TOP_KS: list[int] = field(default_factory=lambda: [20, 50, 100])
     MAX_VAL_IMAGES: int = -1  # validate on the first images of val only (-1: all)
+    INFORMATION_FILE: str = ""  # RI@K table {predicate: nats}; "": -ln train frequency
+    INFORMATIVE_FILE: str = ""  # InformativeRecall@K triplets {image_id: [...]}; "": none
 
 
 @dataclass

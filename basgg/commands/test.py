@@ -142,6 +142,9 @@ def evaluate_checkpoint(
         "checkpoint": str(path),
         "split": split,
         "zero_shot": f"{len(zero_shot)} triplets: {zero_shot_source}",
+        "information": config.TEST.INFORMATION_FILE
+        or "-ln of the train split's predicate frequencies",
+        "informative": config.TEST.INFORMATIVE_FILE or None,
     }
     write_report(result, out_dir, predicate_order=order.tolist(), extra=extra)
     return result, predictions_path

@@ -22,7 +22,14 @@ from basgg.data.vg150 import VG150Dataset
 from basgg.data.vg150_checks import load_image
 from basgg.data.vg150_format import VG150Files
 from basgg.data.vocabulary import Vocabulary
-from basgg.evaluation import SGEvaluator, load_zero_shot_file, zero_shot_triplets
+from basgg.evaluation import (
+    SGEvaluator,
+    load_information_file,
+    load_informative_file,
+    load_zero_shot_file,
+    predicate_information,
+    zero_shot_triplets,
+)
 from basgg.models import SceneGraphModel
 from basgg.models.features import class_word_vectors
 from basgg.predicate_groups import predicate_groups
@@ -283,6 +290,7 @@ def make_evaluator_factory(
     groups = None
     if train_counts is not None:
         groups = predicate_groups(vocabulary.predicates, train_counts)
+    information, informative = extra_metric_inputs(config, vocabulary, train_counts)
 
     def make() -> SGEvaluator:
         return SGEvaluator(
@@ -292,9 +300,30 @@ def make_evaluator_factory(
             zero_shot_triplets=zero_shot,
             predicate_groups=groups,
             predicate_names=vocabulary.predicates,
+            predicate_information=information,
+            informative_triplets=informative,
         )
 
     return make
+
+
+def extra_metric_inputs(
+    config: Config, vocabulary: Vocabulary, train_counts: np.ndarray | None
+) -> tuple[np.ndarray | None, dict[int, np.ndarray] | None]:
+    """The RI@K information table (``TEST.INFORMATION_FILE``, else -ln of the train split's
+    predicate frequencies) and the InformativeRecall@K triplets (``TEST.INFORMATIVE_FILE``)."""
+    test = config.TEST
+    information = None
+    if test.INFORMATION_FILE:
+        information = load_information_file(test.INFORMATION_FILE, vocabulary.predicates)
+    elif train_counts is not None and train_counts[1:].sum() > 0:
+        information = predicate_information(train_counts)
+    informative = None
+    if test.INFORMATIVE_FILE:
+        informative = load_informative_file(
+            test.INFORMATIVE_FILE, vocabulary.objects, vocabulary.predicates
+        )
+    return information, informative
 
 
 def split_zero_shot_triplets(
