@@ -199,6 +199,7 @@ class Config:
     OUTPUT_DIR: str = "outputs/run"
     SEED: int = 0
     GLOVE_PATH: str = ""  # word vectors; "" = the installed GloVe package, "random" = none
+    GLOVE_DIR: str = ""  # SGB's key: folder of glove.6B.<EMBED_DIM>d.txt, when GLOVE_PATH is ""
     FEATURE_CACHE_DIR: str = ""  # frozen-backbone feature cache; "" = OUTPUT_DIR/feature_cache
     DATASETS: DatasetsConfig = field(default_factory=DatasetsConfig)
     MODEL: ModelConfig = field(default_factory=ModelConfig)
@@ -254,8 +255,24 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     return config
 
 
+# SGB keys basgg spells otherwise: key -> (basgg key, {SGB value: basgg value})
+ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "DTYPE": ("SOLVER.AMP", {"float16": True, "float32": False}),  # SGB: APEX O1 when float16
+}
+
+
 def set_value(config: Config, key: str, value: Any, *, source: str, from_text: bool) -> None:
     """Set the dotted ``key`` to ``value``, converting and checking its type."""
+    if key.upper() in ALIASES:
+        target, mapping = ALIASES[key.upper()]
+        text = decode_value(value.strip()) if from_text and isinstance(value, str) else value
+        if text not in mapping:
+            choices = ", ".join(map(repr, mapping))
+            raise ConfigError(
+                f"config key {key!r} ({source}) expects one of {choices}, got {value!r}"
+            )
+        set_value(config, target, mapping[text], source=source, from_text=False)
+        return
     node: Any = config
     parts = key.split(".")
     for depth, part in enumerate(parts):

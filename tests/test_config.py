@@ -197,3 +197,11 @@ def test_yaml_strings_are_decoded_as_yacs_decodes_them(tmp_path) -> None:
     assert config.SOLVER.BASE_LR == 0.0001
     assert config.SOLVER.SCHEDULE.TYPE == "WarmupReduceLROnPlateau"
     assert config.OUTPUT_DIR == "./output/x"
+
+
+def test_sgb_dtype_and_glove_dir_keys() -> None:
+    assert apply_overrides(Config(), ["DTYPE", '"float16"']).SOLVER.AMP is True
+    assert apply_overrides(Config(), ["DTYPE", "float32"]).SOLVER.AMP is False
+    with pytest.raises(ConfigError, match="'DTYPE'.*'float16'"):
+        apply_overrides(Config(), ["DTYPE", "float64"])
+    assert apply_overrides(Config(), ["GLOVE_DIR", "/glove"]).GLOVE_DIR == "/glove"

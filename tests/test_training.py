@@ -265,3 +265,19 @@ def test_prediction_ranks_every_ordered_pair_and_handles_tiny_images() -> None:
     assert one.relation_pairs.tolist() == [[0, 0]]  # SGB's placeholder pair
     assert one.predicate_scores.tolist() == [[1.0, 0.0, 0.0]]
     assert empty.num_relations == 0
+
+
+def test_glove_dir_reads_the_file_of_embed_dim(tmp_path: Path) -> None:
+    from basgg.training.setup import word_vectors
+
+    (tmp_path / "glove.6B.4d.txt").write_text("man 1 2 3 4\nhorse 5 6 7 8\n")
+    config = load_config(
+        overrides=["GLOVE_DIR", str(tmp_path), "MODEL.ROI_RELATION_HEAD.EMBED_DIM", "4"]
+    )
+    vectors = word_vectors(config, ("man", "horse"))
+    assert vectors.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    config = load_config(
+        overrides=["GLOVE_DIR", str(tmp_path), "MODEL.ROI_RELATION_HEAD.EMBED_DIM", "8"]
+    )
+    with pytest.raises(ValueError, match=r"GLOVE_DIR: .*glove\.6B\.8d\.txt"):
+        word_vectors(config, ("man",))

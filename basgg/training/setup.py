@@ -253,16 +253,21 @@ def frequency_table(config: Config, context: DistributedContext) -> Tensor:
 
 
 def word_vectors(config: Config, names: tuple[str, ...]) -> Tensor:
-    """(C, EMBED_DIM) class word vectors from ``GLOVE_PATH`` ("" = the GloVe package,
-    "random" = seeded random vectors)."""
+    """(C, EMBED_DIM) class word vectors from ``GLOVE_PATH`` ("" = ``GLOVE_DIR``'s
+    ``glove.6B.<EMBED_DIM>d.txt`` when set, else the GloVe package; "random" = seeded random
+    vectors)."""
     dim = config.MODEL.ROI_RELATION_HEAD.EMBED_DIM
     if config.GLOVE_PATH == RANDOM:
         generator = torch.Generator().manual_seed(mix_seed(config.SEED, 5))
         return torch.randn(len(names), dim, generator=generator) * RANDOM_WORD_STD
+    path = config.GLOVE_PATH or None
+    if path is None and config.GLOVE_DIR:
+        path = str(Path(config.GLOVE_DIR) / f"glove.6B.{dim}d.txt")
     try:
-        vectors = load_glove(config.GLOVE_PATH or None, dim=dim)
+        vectors = load_glove(path, dim=dim)
     except AssetError as error:
-        raise ValueError(f"GLOVE_PATH: {error} (or set GLOVE_PATH random)") from error
+        key = "GLOVE_PATH" if config.GLOVE_PATH or not config.GLOVE_DIR else "GLOVE_DIR"
+        raise ValueError(f"{key}: {error} (or set GLOVE_PATH random)") from error
     return class_word_vectors(names, vectors)
 
 
