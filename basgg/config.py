@@ -149,7 +149,7 @@ class ScheduleConfig:
     TYPE: Literal["WarmupMultiStepLR", "WarmupReduceLROnPlateau"] = "WarmupReduceLROnPlateau"
     PATIENCE: int = 2  # bad validations in a row that cut the rate
     THRESHOLD: float = 1e-3  # absolute improvement over the best (metrics as fractions)
-    COOLDOWN: int = 0  # validations ignored at the start and after a cut
+    COOLDOWN: int = 0  # validations never counted bad, at the start and after a cut
     FACTOR: float = 0.1  # multiplier of each cut
     MAX_DECAY_STEP: int = 3  # training stops after this many cuts
     METRIC: str = "R@100"  # validation metric watched for a plateau (SGB: R@100)

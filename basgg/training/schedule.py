@@ -3,7 +3,7 @@
 
 Each parameter group keeps its own starting rate (``initial_lr``: ``BASE_LR x IMS_PER_BATCH``,
 times ``BIAS_LR_FACTOR`` for biases) and the schedule multiplies all of them by one factor:
-the warm-up's times ``GAMMA`` per passed step, or times ``FACTOR`` per plateau cut. The
+the warm-up factor, times ``GAMMA`` per passed step or ``FACTOR`` per plateau cut. The
 factor is a plain function of the iteration and the number of cuts so far, so a resumed run
 reproduces it exactly from :meth:`state_dict`.
 """
@@ -59,10 +59,11 @@ class LearningRateSchedule:
 
     Call :meth:`apply` before each optimiser step and :meth:`record_validation` after each
     validation. The plateau rule is SGB's: a validation improves when ``metric > best +
-    threshold`` (absolute, on metrics as fractions); otherwise it counts as bad; the first
-    ``cooldown`` validations, and those right after a cut, are ignored; after ``patience`` bad
-    validations in a row the rate is multiplied by ``factor``; :attr:`should_stop` turns true
-    once ``max_decay_step`` cuts were made (SGB then ends training).
+    threshold`` (absolute, on metrics as fractions) and sets a new best; otherwise it counts
+    as bad, except the first ``cooldown`` validations and those right after a cut; after
+    ``patience`` bad validations in a row the rate is multiplied by ``factor``;
+    :attr:`should_stop` turns true once ``max_decay_step`` cuts were made (SGB then ends
+    training).
 
     Args:
         optimizer: whose parameter groups get the rate; each group's ``initial_lr`` (set to
@@ -76,7 +77,7 @@ class LearningRateSchedule:
         gamma: the multi-step multiplier.
         patience: bad validations in a row that cut the rate.
         threshold: absolute improvement over the best that counts.
-        cooldown: validations ignored at the start and after each cut.
+        cooldown: validations that never count as bad, at the start and after each cut.
         factor: the plateau cut multiplier.
         max_decay_step: the number of cuts after which training stops.
     """
