@@ -164,12 +164,12 @@ def _test_metrics(config: Config, progress: bool) -> dict:
 
 
 def comparison_table(metrics: dict[str, dict]) -> str:
-    """Side by side: R@K, mR@K, F@100, PairR@100, specific-predicate recall (x100) and RI@100
+    """Side by side: R@K, mR@K, F@100, PairR@20, specific-predicate recall (x100) and RI@20
     (nats) of each model."""
     names = list(metrics)
     rows = [(f"{m}@{k}", f"{m}@{k}") for m in TABLE_METRICS for k in (20, 50, 100)]
-    rows += [("F@100", "F@100"), ("PairR@100", "PairR@100")]
-    rows += [("specific R", "specific_predicate_recall"), ("RI@100 (nats)", "RI@100")]
+    rows += [("F@100", "F@100"), ("PairR@20", "PairR@20")]
+    rows += [("specific R", "specific_predicate_recall"), ("RI@20 (nats)", "RI@20")]
     lines = [f"{'test, predcls':<16}" + "".join(f"{name:>12}" for name in names)]
     for label, key in rows:
         values = [metrics[name]["metrics"].get(key) for name in names]
