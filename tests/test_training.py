@@ -281,3 +281,15 @@ def test_glove_dir_reads_the_file_of_embed_dim(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match=r"GLOVE_DIR: .*glove\.6B\.8d\.txt"):
         word_vectors(config, ("man",))
+
+
+def test_resume_refuses_an_optimizer_state_of_other_groups() -> None:
+    model = _sgb_model()
+    config = load_config()
+    optimizer, schedule, scaler = build_optimization(config, model, torch.device("cpu"))
+    single = torch.optim.SGD([model.linear.weight], lr=0.1)  # basgg before SGB's groups
+    checkpoint = {"optimizer": single.state_dict(), "schedule": {}, "iteration": 5}
+    with pytest.raises(ValueError, match="1 parameter group.*this run 2"):
+        loop.restore_training_state(
+            checkpoint, optimizer=optimizer, schedule=schedule, scaler=scaler
+        )
