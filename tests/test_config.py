@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from basgg.config import Config, ConfigError, all_keys, apply_overrides, load_config, save_config
@@ -205,3 +207,21 @@ def test_sgb_dtype_and_glove_dir_keys() -> None:
     with pytest.raises(ConfigError, match="'DTYPE'.*'float16'"):
         apply_overrides(Config(), ["DTYPE", "float64"])
     assert apply_overrides(Config(), ["GLOVE_DIR", "/glove"]).GLOVE_DIR == "/glove"
+
+
+def test_sgb_readme_motifs_line_parses() -> None:
+    # Scene-Graph-Benchmark README, Motifs PredCls training, the KEY VALUE part as the shell
+    # passes it (the shell strips the quotes of DTYPE "float16")
+    line = (
+        "MODEL.ROI_RELATION_HEAD.USE_GT_BOX True MODEL.ROI_RELATION_HEAD.USE_GT_OBJECT_LABEL True "
+        "MODEL.ROI_RELATION_HEAD.PREDICTOR MotifPredictor SOLVER.IMS_PER_BATCH 12 "
+        'TEST.IMS_PER_BATCH 2 DTYPE "float16" SOLVER.MAX_ITER 50000 SOLVER.VAL_PERIOD 2000 '
+        "SOLVER.CHECKPOINT_PERIOD 2000 GLOVE_DIR /home/kaihua/glove "
+        "MODEL.PRETRAINED_DETECTOR_CKPT /home/kaihua/checkpoints/pretrained_faster_rcnn/"
+        "model_final.pth OUTPUT_DIR /home/kaihua/checkpoints/motif-precls-exmp"
+    )
+    config = load_config(overrides=shlex.split(line))
+    assert config.mode is Mode.PREDCLS and config.SOLVER.AMP is True
+    assert config.SOLVER.IMS_PER_BATCH == 12 and config.TEST.IMS_PER_BATCH == 2
+    assert config.SOLVER.BASE_LR * config.SOLVER.IMS_PER_BATCH == pytest.approx(0.12)
+    assert config.GLOVE_DIR == "/home/kaihua/glove"
