@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "confmat": ("confmat", "BA-SGG: the stage-1 predicate confusion matrix on train"),
     "train-detector": ("train_detector", "train the Faster R-CNN detector SGDet uses"),
     "predict": ("predict", "scene graphs of your own images (JSON + PNG per image)"),
+    "view": ("view", "a browsable offline results site of predictions (index.html)"),
 }
 
 

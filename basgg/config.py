@@ -27,8 +27,6 @@ import yaml
 
 from basgg.structures import Mode
 
-PREDICTORS = ("MotifPredictor", "VCTreePredictor", "TransformerPredictor", "FrequencyPredictor")
-
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used."""
@@ -68,7 +66,7 @@ class TransformerConfig:
 class RelationHeadConfig:
     """The relation head (``MODEL.ROI_RELATION_HEAD``)."""
 
-    PREDICTOR: Literal[PREDICTORS] = "MotifPredictor"  # type: ignore[valid-type]
+    PREDICTOR: str = "MotifPredictor"  # a registered head (basgg.models.heads.HEADS)
     USE_GT_BOX: bool = True
     USE_GT_OBJECT_LABEL: bool = True
     WITH_CLEAN_CLASSIFIER: bool = False
@@ -111,6 +109,7 @@ class DetectorConfig:
     training and ``basgg predict`` use it frozen (``MODEL.PRETRAINED_DETECTOR_CKPT``).
     """
 
+    ARCHITECTURE: Literal["basgg", "sgb"] = "basgg"  # sgb: SGB's X-101-FPN (docs/detector.md)
     BACKBONE: str = "efficientnet_lite0"  # any MODEL.BACKBONE.NAME choice
     BACKBONE_WEIGHTS: str = ""  # ImageNet init: "" = the installed package's, a file, "random"
     TRAINABLE_LAYERS: int = 3  # backbone stages fine-tuned (0: frozen body)

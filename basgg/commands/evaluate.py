@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from basgg.data.predicate_groups import predicate_groups
 from basgg.data.vg150 import VG150Dataset
 from basgg.data.vg150_format import VG150Files
 from basgg.evaluation import (
@@ -24,7 +25,6 @@ from basgg.evaluation import (
     zero_shot_triplets,
 )
 from basgg.evaluation.predictions import read_predictions_header
-from basgg.predicate_groups import predicate_groups
 
 DEFAULT_VAL_SIZE = 5000
 
