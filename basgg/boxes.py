@@ -9,9 +9,12 @@ loader, the non-overlap filter, the statistics and the converter all go through 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch is imported by the functions that use it
+    from torch import Tensor
 
 BOX_SCALE = 1024  # the longer image side of the stored grid
 
@@ -37,8 +40,8 @@ def decode_vg_grid(boxes_1024: np.ndarray) -> np.ndarray:
 
 def decode_vg_boxes(
     boxes_1024: np.ndarray,
-    width: int,
-    height: int,
+    width: int | np.ndarray,
+    height: int | np.ndarray,
     *,
     clip_to_last_pixel: bool = True,
     dtype: type = np.float32,
@@ -49,8 +52,14 @@ def decode_vg_boxes(
     in float64, cast to ``dtype`` (float32 as its ``BoxList``), then x clipped to
     ``[0, W - 1]`` and y to ``[0, H - 1]``. ``clip_to_last_pixel=False`` clips to the image
     extent ``[0, W] x [0, H]`` instead (the JSON export, so that re-encoding is exact).
+    ``width`` and ``height`` are one image's, or (N,) arrays giving each row its image's.
     """
-    scaled = decode_vg_grid(boxes_1024).astype(np.float64) / BOX_SCALE * max(width, height)
+    width = np.asarray(width, dtype=np.int64)
+    height = np.asarray(height, dtype=np.int64)
+    longer = np.maximum(width, height).astype(np.float64)
+    if longer.ndim:
+        longer, width, height = longer[:, None], width[:, None], height[:, None]  # (N, 1)
+    scaled = decode_vg_grid(boxes_1024).astype(np.float64) / BOX_SCALE * longer
     boxes = scaled.astype(dtype)  # (N, 4)
     last = 1 if clip_to_last_pixel else 0
     boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width - last)
@@ -94,6 +103,8 @@ def box_iou_plus_one(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> np.ndarr
 
 def intersection_area(a: Tensor, b: Tensor) -> Tensor:
     """Pairwise intersection area without the +1 convention. (N, 4) x (M, 4) -> (N, M)."""
+    import torch
+
     left_top = torch.maximum(a[:, None, :2], b[None, :, :2])
     right_bottom = torch.minimum(a[:, None, 2:], b[None, :, 2:])
     wh = (right_bottom - left_top).clamp(min=0)
@@ -102,6 +113,8 @@ def intersection_area(a: Tensor, b: Tensor) -> Tensor:
 
 def union_boxes(subject: Tensor, object_: Tensor) -> Tensor:
     """Smallest box covering each (subject, object) box pair. (R, 4) x (R, 4) -> (R, 4)."""
+    import torch
+
     return torch.cat(
         [
             torch.minimum(subject[:, :2], object_[:, :2]),

@@ -197,6 +197,7 @@ class Config:
 
     OUTPUT_DIR: str = "outputs/run"
     SEED: int = 0
+    NUM_THREADS: int = 0  # torch intra-op CPU threads; 0 = automatic (basgg/threads.py)
     GLOVE_PATH: str = ""  # word vectors; "" = the installed GloVe package, "random" = none
     GLOVE_DIR: str = ""  # SGB's key: folder of glove.6B.<EMBED_DIM>d.txt, when GLOVE_PATH is ""
     FEATURE_CACHE_DIR: str = ""  # frozen-backbone feature cache; "" = OUTPUT_DIR/feature_cache

@@ -134,3 +134,12 @@ def test_loader_and_non_overlap_filter_use_sgb_decoding(annotations, write_raw, 
     assert (
         compute_frequency_statistics(unfiltered, filter_non_overlap=False).foreground[3, 2, 3] == 1
     )
+
+
+def test_pixel_decode_with_one_size_per_row() -> None:
+    stored = np.array([[10, 10, 5, 5], [1020, 760, 10, 20]], dtype=np.int32)
+    widths, heights = np.array([512, 800]), np.array([384, 600])
+    decoded = decode_vg_boxes(stored, widths, heights)
+    assert decoded[0].tolist() == decode_vg_boxes(stored[:1], 512, 384)[0].tolist()
+    # 800 x 600: step 0.78125; [1015, 750, 1025, 770] -> x2 800.78 -> 799, y2 601.56 -> 599
+    assert decoded[1].tolist() == [792.96875, 585.9375, 799.0, 599.0]

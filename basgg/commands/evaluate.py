@@ -2,7 +2,8 @@
 
 Writes ``metrics.json``, ``per_image.npz``, ``per_predicate_recall.png`` and, in predcls, the
 confusion matrix (``confusion_matrix.npy`` / ``.png``) to ``--out``, and prints the table.
-This command is the only evaluation code that imports the data layer.
+This command is the only evaluation code that imports the data layer. It runs without
+torch: the ground truth is read as packed arrays and the predictions file batch by batch.
 """
 
 from __future__ import annotations
@@ -13,18 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from basgg.data.predicate_groups import predicate_groups
-from basgg.data.vg150 import VG150Dataset
 from basgg.data.vg150_format import VG150Files
-from basgg.evaluation import (
-    evaluate_file,
-    format_table,
+from basgg.data.vg150_targets import read_split_targets, relation_counts
+from basgg.evaluation.information import (
     load_information_file,
     load_informative_file,
-    load_zero_shot_file,
     predicate_information,
-    zero_shot_triplets,
 )
 from basgg.evaluation.predictions import read_predictions_header
+from basgg.evaluation.report import evaluate_file, format_table
+from basgg.evaluation.zero_shot import load_zero_shot_file, zero_shot_triplets
 
 DEFAULT_VAL_SIZE = 5000
 
@@ -73,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ks", type=int, nargs="+", default=[20, 50, 100], metavar="K", help="the K values"
     )
+    parser.add_argument(
+        "--no-plot", action="store_true", help="skip the PNG plots (metrics and arrays only)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,17 +85,16 @@ def run(args: argparse.Namespace) -> int:
     if val_size is None:
         recorded = read_predictions_header(args.predictions).get("val_size")
         val_size = DEFAULT_VAL_SIZE if recorded is None else int(recorded)
-    scored = VG150Dataset(files, split=args.split, val_size=val_size, load_images=False)
-    train = VG150Dataset(files, split="train", val_size=val_size, load_images=False)
-    ground_truths = [scored.ground_truth(i) for i in range(len(scored))]
-    vocabulary = scored.vocabulary
-    train_counts = train.relation_counts()
+    targets, vocabulary = read_split_targets(
+        files, splits=sorted({args.split, "train"}), val_size=val_size
+    )
+    ground_truths, train = targets[args.split], targets["train"]
+    train_counts = relation_counts(train, vocabulary.num_predicates)
     if args.zero_shot is not None:
         zero_shot = load_zero_shot_file(args.zero_shot)
         zero_shot_source = str(args.zero_shot)
     else:
-        train_graphs = (train.ground_truth(i) for i in range(len(train)))
-        zero_shot = zero_shot_triplets(train_graphs, ground_truths)
+        zero_shot = zero_shot_triplets(train, ground_truths)
         zero_shot_source = f"{args.split} triplets absent from train"
     groups = predicate_groups(vocabulary.predicates, train_counts)
     if args.information is not None:
@@ -125,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         },
         predicate_information=information,
         informative_triplets=informative,
+        plot=not args.no_plot,
     )
     print(format_table(result))
     print(f"zero-shot list: {len(zero_shot)} triplets ({zero_shot_source})")

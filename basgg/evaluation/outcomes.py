@@ -21,6 +21,7 @@ from basgg.evaluation.matching import (
     foreground_argmax,
     triplet_hits,
 )
+from basgg.packed import PackedGraphs
 from basgg.structures import Mode, SceneGraph
 
 BATCH_IMAGES = 512
@@ -73,11 +74,13 @@ def triplet_outcomes(
     """
     mode = Mode(mode)
     outcomes: list[ImageOutcome | None] = [None] * len(ground_truths)
+    packed_truths = PackedGraphs.from_graphs(ground_truths)
+    packed_predictions = PackedGraphs.from_graphs(predictions)
     for start in range(0, len(ground_truths), BATCH_IMAGES):
-        stop = start + BATCH_IMAGES
+        stop = min(start + BATCH_IMAGES, len(ground_truths))
         batch, _ = build_batch(
-            ground_truths[start:stop],
-            predictions[start:stop],
+            packed_truths.images(start, stop),
+            packed_predictions.images(start, stop),
             mode=mode,
             num_predicates=num_predicates,
             first_index=start,

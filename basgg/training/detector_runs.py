@@ -26,6 +26,7 @@ from basgg.config import Config, save_config
 from basgg.data.vocabulary import Vocabulary
 from basgg.models.detector import Detector
 from basgg.models.detector_builder import detector_from_config
+from basgg.threads import apply_threads
 from basgg.training.checkpoint import (
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -69,6 +70,7 @@ def train_detector(config: Config, *, progress: bool = True) -> dict:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("basgg train-detector runs in one process; do not start it with torchrun")
     context = init_distributed(config.MODEL.DEVICE)
+    apply_threads(config.NUM_THREADS)
     output_dir = Path(config.OUTPUT_DIR)
     output_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, output_dir / "config.yaml")
@@ -177,6 +179,7 @@ def evaluate_detector_checkpoint(
     """Score a trained detector checkpoint on the config's test split; returns (and writes)
     the metrics. The architecture and classes come from the checkpoint."""
     context = init_distributed(config.MODEL.DEVICE)
+    apply_threads(config.NUM_THREADS)
     dataset = build_dataset(config, "test")
     detector, _ = load_detector(
         checkpoint, device=context.device, object_names=dataset.vocabulary.objects

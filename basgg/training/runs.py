@@ -27,6 +27,7 @@ from basgg.evaluation.hierarchy import predicate_hierarchy, write_hierarchy
 from basgg.evaluation.report import plot_confusion
 from basgg.models import SceneGraphModel, build_model
 from basgg.structures import Mode
+from basgg.threads import apply_threads
 from basgg.training.caches import prepare_split
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
@@ -89,6 +90,9 @@ def train(config: Config, *, progress: bool = True) -> TrainingState:
     check_stage(config, training=True)
     check_stage_two_inputs(config)
     context = init_distributed(config.MODEL.DEVICE)
+    threads, source = apply_threads(config.NUM_THREADS)
+    if context.is_main:
+        print(f"CPU threads per process: {threads} ({source})", flush=True)
     try:
         return _train(config, context, progress=progress)
     finally:
@@ -261,6 +265,7 @@ def evaluate_checkpoint(
 ) -> tuple[EvaluationResult, Path]:
     """Predict and score ``split``; returns the evaluation result and the predictions path."""
     check_stage(config)
+    apply_threads(config.NUM_THREADS)
     path = find_checkpoint(config, checkpoint)
     device = torch.device(config.MODEL.DEVICE)
     context = DistributedContext(device=device)
@@ -314,6 +319,7 @@ def compute_confusion_matrix(
     config: Config, *, checkpoint: str | None = None, progress: bool = True
 ) -> Path:
     """Count the stage-1 model's train-split confusions; returns the ``.npy`` path."""
+    apply_threads(config.NUM_THREADS)
     if config.mode is not Mode.PREDCLS:
         raise ValueError(
             "MODEL.ROI_RELATION_HEAD.USE_GT_BOX / USE_GT_OBJECT_LABEL: the confusion matrix "
