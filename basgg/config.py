@@ -14,6 +14,7 @@ Only builders and commands read a ``Config``; modules take plain keyword argumen
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import typing
@@ -144,12 +145,12 @@ class ModelConfig:
 
 @dataclass
 class ScheduleConfig:
-    """The learning-rate schedule after warm-up (``SOLVER.SCHEDULE``)."""
+    """The learning-rate schedule after warm-up (``SOLVER.SCHEDULE``), as SGB's."""
 
     TYPE: Literal["WarmupMultiStepLR", "WarmupReduceLROnPlateau"] = "WarmupReduceLROnPlateau"
-    PATIENCE: int = 2  # validations without improvement before the rate is cut
-    THRESHOLD: float = 1e-4  # relative improvement that counts
-    COOLDOWN: int = 0  # validations ignored after a cut
+    PATIENCE: int = 2  # bad validations in a row that cut the rate
+    THRESHOLD: float = 1e-3  # absolute improvement over the best (metrics as fractions)
+    COOLDOWN: int = 0  # validations never counted bad, at the start and after a cut
     FACTOR: float = 0.1  # multiplier of each cut
     MAX_DECAY_STEP: int = 3  # training stops after this many cuts
     METRIC: str = "R@100"  # validation metric watched for a plateau (SGB: R@100)
@@ -157,15 +158,19 @@ class ScheduleConfig:
 
 @dataclass
 class SolverConfig:
-    """Optimisation (``SOLVER``)."""
+    """Optimisation (``SOLVER``), with SGB's meaning: SGD whose rate is ``BASE_LR x
+    IMS_PER_BATCH`` (SGB's ``rl_factor``), for biases ``x BIAS_LR_FACTOR``."""
 
     IMS_PER_BATCH: int = 12  # images per iteration, over all processes
-    BASE_LR: float = 0.01
+    BASE_LR: float = 0.01  # per image: the weights train at BASE_LR x IMS_PER_BATCH
+    BIAS_LR_FACTOR: float = 1.0  # parameters named "*bias*": BASE_LR x this x IMS_PER_BATCH
     MAX_ITER: int = 50000
     MOMENTUM: float = 0.9
     WEIGHT_DECAY: float = 1e-4
+    WEIGHT_DECAY_BIAS: float = 0.0  # weight decay of the parameters named "*bias*"
     WARMUP_ITERS: int = 500
-    WARMUP_FACTOR: float = 0.1  # the rate starts at WARMUP_FACTOR * BASE_LR, rises linearly
+    WARMUP_FACTOR: float = 0.1  # the rate starts at WARMUP_FACTOR x its value
+    WARMUP_METHOD: Literal["linear", "constant"] = "linear"  # rise to 1, or stay until the end
     STEPS: list[int] = field(default_factory=lambda: [10000, 16000])  # WarmupMultiStepLR
     GAMMA: float = 0.1  # WarmupMultiStepLR multiplier at each step
     GRAD_NORM_CLIP: float = 5.0  # 0 turns clipping off
@@ -184,6 +189,8 @@ class EvaluationConfig:
     IMS_PER_BATCH: int = 8
     TOP_KS: list[int] = field(default_factory=lambda: [20, 50, 100])
     MAX_VAL_IMAGES: int = -1  # validate on the first images of val only (-1: all)
+    INFORMATION_FILE: str = ""  # RI@K table {predicate: nats}; "": -ln train frequency
+    INFORMATIVE_FILE: str = ""  # InformativeRecall@K triplets {image_id: [...]}; "": none
 
 
 @dataclass
@@ -194,6 +201,7 @@ class Config:
     SEED: int = 0
     NUM_THREADS: int = 0  # torch intra-op CPU threads; 0 = automatic (basgg/threads.py)
     GLOVE_PATH: str = ""  # word vectors; "" = the installed GloVe package, "random" = none
+    GLOVE_DIR: str = ""  # SGB's key: folder of glove.6B.<EMBED_DIM>d.txt, when GLOVE_PATH is ""
     FEATURE_CACHE_DIR: str = ""  # frozen-backbone feature cache; "" = OUTPUT_DIR/feature_cache
     DATASETS: DatasetsConfig = field(default_factory=DatasetsConfig)
     MODEL: ModelConfig = field(default_factory=ModelConfig)
@@ -260,8 +268,24 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     return config
 
 
+# SGB keys basgg spells otherwise: key -> (basgg key, {SGB value: basgg value})
+ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
+    "DTYPE": ("SOLVER.AMP", {"float16": True, "float32": False}),  # SGB: APEX O1 when float16
+}
+
+
 def set_value(config: Config, key: str, value: Any, *, source: str, from_text: bool) -> None:
     """Set the dotted ``key`` to ``value``, converting and checking its type."""
+    if key.upper() in ALIASES:
+        target, mapping = ALIASES[key.upper()]
+        text = decode_value(value.strip()) if from_text and isinstance(value, str) else value
+        if text not in mapping:
+            choices = ", ".join(map(repr, mapping))
+            raise ConfigError(
+                f"config key {key!r} ({source}) expects one of {choices}, got {value!r}"
+            )
+        set_value(config, target, mapping[text], source=source, from_text=False)
+        return
     node: Any = config
     parts = key.split(".")
     for depth, part in enumerate(parts):
@@ -337,68 +361,99 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
+def decode_value(text: str) -> Any:
+    """A value as yacs decodes it: a Python literal (``ast.literal_eval``: ``(10000, 16000)``,
+    ``[1, 2]``, ``'path'``, ``True``, ``1e-4``), else the text itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
 def _convert(value: Any, hint: Any, key: str, source: str, from_text: bool) -> Any:
+    """``value`` as type ``hint``. Strings are decoded as yacs decodes them
+    (:func:`decode_value`), from the command line and from YAML; a string key keeps the
+    command-line text (unquoted) when it is not a string literal."""
+
     def fail(expected: str) -> ConfigError:
         return ConfigError(f"config key {key!r} ({source}) expects {expected}, got {value!r}")
 
     origin = typing.get_origin(hint)
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        text = _unquote(str(value)) if from_text else value
-        if text not in choices:
-            raise fail("one of " + ", ".join(map(repr, choices)))
-        return text
+    if hint is str or origin is Literal:
+        text = value
+        if from_text and isinstance(value, str):
+            decoded = decode_value(value.strip())
+            text = decoded if isinstance(decoded, str) else _unquote(value.strip())
+        if origin is Literal:
+            choices = typing.get_args(hint)
+            if text not in choices:
+                raise fail("one of " + ", ".join(map(repr, choices)))
+            return text
+        try:
+            return _to_str(text)
+        except TypeError:
+            raise fail("a string") from None
+    decoded = decode_value(value.strip()) if isinstance(value, str) else value
     if origin in (list, tuple):
         item_type = typing.get_args(hint)[0]
-        items = value
-        if isinstance(value, str):
-            items = yaml.safe_load(value if value.strip().startswith("[") else f"[{value}]")
+        items = decoded
+        if isinstance(decoded, str):  # not a literal: YAML's flow syntax, e.g. [a, b]
+            try:
+                items = yaml.safe_load(decoded if decoded.startswith("[") else f"[{decoded}]")
+            except yaml.YAMLError:
+                raise fail(f"a list of {item_type.__name__}") from None
+        elif not isinstance(decoded, (list, tuple)):
+            items = [decoded]  # one value: a list of one
         if not isinstance(items, (list, tuple)):
             raise fail(f"a list of {item_type.__name__}")
-        converted = [_convert(item, item_type, key, source, False) for item in items]
+        try:
+            converted = [_convert(item, item_type, key, source, False) for item in items]
+        except ConfigError:
+            raise fail(f"a list of {item_type.__name__} such as (10000, 16000)") from None
         return tuple(converted) if origin is tuple else converted
     if hint not in _SCALARS:
         raise ConfigError(f"config key {key!r}: unsupported type {hint!r}")
     expected, converter = _SCALARS[hint]
     try:
-        return converter(value, from_text)
+        return converter(decoded)
     except (TypeError, ValueError):
         raise fail(expected) from None
 
 
-def _to_bool(value: Any, from_text: bool) -> bool:
+def _to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise ValueError(value)
 
 
-def _to_int(value: Any, from_text: bool) -> int:
+def _to_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise TypeError(value)
     return int(value.strip()) if isinstance(value, str) else value
 
 
-def _to_float(value: Any, from_text: bool) -> float:
+def _to_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise TypeError(value)
     return float(value.strip()) if isinstance(value, str) else float(value)
 
 
-def _to_str(value: Any, from_text: bool) -> str:
+def _to_str(value: Any) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
         raise TypeError(value)
-    return _unquote(value) if from_text else value
+    return value
 
 
 _SCALARS: dict[type, tuple[str, Any]] = {
     bool: ("True or False", _to_bool),
     int: ("an integer", _to_int),
     float: ("a number", _to_float),
-    str: ("a string", _to_str),
 }
 
 

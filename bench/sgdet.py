@@ -129,8 +129,8 @@ def main() -> int:
             for kind in ("R", "mR")
             for k in KS
         }
-        if "informative_recall" in result.metrics:  # SynthVG: the true specific predicates
-            table[name]["info"] = 100 * float(result.metrics["informative_recall"])
+        if "specific_predicate_recall" in result.metrics:  # SynthVG: true specific predicates
+            table[name]["info"] = 100 * float(result.metrics["specific_predicate_recall"])
     report.update(sgdet=table, seconds={k: round(v, 1) for k, v in timings.items()})
     report["total seconds"] = round(time.perf_counter() - start, 1)
     out.mkdir(parents=True, exist_ok=True)

@@ -148,7 +148,8 @@ def test_demo_runs_both_stages_and_resumes(
     assert main(["demo", "--no-progress", *overrides]) == 0
     first = capsys.readouterr().out
     assert "stage 1 (general model): training" in first and "BA-SGG" in first
-    assert "informative R" in first and (tmp_path / "demo" / "comparison.png").is_file()
+    assert "specific R" in first and "PairR@20" in first and "RI@20" in first
+    assert (tmp_path / "demo" / "comparison.png").is_file()
     assert f"results site: {tmp_path / 'demo' / 'site' / 'index.html'}" in first
     assert main(["demo", "--no-progress", *overrides, "SOLVER.MAX_ITER", "2"]) == 0
     second = capsys.readouterr().out

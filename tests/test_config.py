@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from basgg.config import Config, ConfigError, all_keys, apply_overrides, load_config, save_config
@@ -146,3 +148,79 @@ def test_all_keys_lists_the_familiar_names() -> None:
         "DATASETS.DATA_DIR",
     ):
         assert key in keys
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "attribute", "expected"),
+    [
+        ("SOLVER.STEPS", "(10000, 16000)", ("SOLVER", "STEPS"), [10000, 16000]),  # SGB README
+        ("SOLVER.STEPS", "(30000,)", ("SOLVER", "STEPS"), [30000]),
+        ("SOLVER.STEPS", "[5, 7]", ("SOLVER", "STEPS"), [5, 7]),
+        ("SOLVER.STEPS", "5, 7", ("SOLVER", "STEPS"), [5, 7]),  # a literal tuple too
+        ("SOLVER.STEPS", "400", ("SOLVER", "STEPS"), [400]),
+        ("TEST.TOP_KS", "(20, 50, 100)", ("TEST", "TOP_KS"), [20, 50, 100]),
+        ("SOLVER.BASE_LR", "1e-4", ("SOLVER", "BASE_LR"), 0.0001),
+        ("SOLVER.BASE_LR", "2", ("SOLVER", "BASE_LR"), 2.0),
+        ("SOLVER.WEIGHT_DECAY_BIAS", "0.0", ("SOLVER", "WEIGHT_DECAY_BIAS"), 0.0),
+        ("SOLVER.AMP", "False", ("SOLVER", "AMP"), False),
+        ("SOLVER.AMP", "1", ("SOLVER", "AMP"), True),
+        ("OUTPUT_DIR", "'./output/x'", ("OUTPUT_DIR",), "./output/x"),
+        ("OUTPUT_DIR", '"a b"', ("OUTPUT_DIR",), "a b"),
+        ("OUTPUT_DIR", "2024", ("OUTPUT_DIR",), "2024"),  # yacs refuses; basgg keeps the text
+        ("SOLVER.SCHEDULE.TYPE", '"WarmupMultiStepLR"', ("SOLVER", "SCHEDULE", "TYPE"),
+         "WarmupMultiStepLR"),
+        ("SOLVER.WARMUP_METHOD", "constant", ("SOLVER", "WARMUP_METHOD"), "constant"),
+    ],
+)  # fmt: skip
+def test_values_parse_as_yacs_literal_eval(
+    key: str, value: str, attribute: tuple[str, ...], expected: object
+) -> None:
+    node: object = apply_overrides(Config(), [key, value])
+    for name in attribute:
+        node = getattr(node, name)
+    assert node == expected and type(node) is type(expected)
+
+
+def test_malformed_list_names_the_whole_value() -> None:
+    with pytest.raises(ConfigError, match=r"'SOLVER.STEPS'.*list of int.*got '\(1000'"):
+        apply_overrides(Config(), ["SOLVER.STEPS", "(1000"])
+
+
+def test_yaml_strings_are_decoded_as_yacs_decodes_them(tmp_path) -> None:
+    # SGB's configs/e2e_relation_X_101_32_8_FPN_1x.yaml writes STEPS as a Python tuple
+    path = tmp_path / "sgb.yaml"
+    path.write_text(
+        "SOLVER:\n  STEPS: (10000, 16000)\n  BASE_LR: 1e-4\n"
+        "  SCHEDULE:\n    TYPE: \"WarmupReduceLROnPlateau\"\nOUTPUT_DIR: './output/x'\n"
+    )
+    config = load_config(path)
+    assert config.SOLVER.STEPS == [10000, 16000]
+    assert config.SOLVER.BASE_LR == 0.0001
+    assert config.SOLVER.SCHEDULE.TYPE == "WarmupReduceLROnPlateau"
+    assert config.OUTPUT_DIR == "./output/x"
+
+
+def test_sgb_dtype_and_glove_dir_keys() -> None:
+    assert apply_overrides(Config(), ["DTYPE", '"float16"']).SOLVER.AMP is True
+    assert apply_overrides(Config(), ["DTYPE", "float32"]).SOLVER.AMP is False
+    with pytest.raises(ConfigError, match="'DTYPE'.*'float16'"):
+        apply_overrides(Config(), ["DTYPE", "float64"])
+    assert apply_overrides(Config(), ["GLOVE_DIR", "/glove"]).GLOVE_DIR == "/glove"
+
+
+def test_sgb_readme_motifs_line_parses() -> None:
+    # Scene-Graph-Benchmark README, Motifs PredCls training, the KEY VALUE part as the shell
+    # passes it (the shell strips the quotes of DTYPE "float16")
+    line = (
+        "MODEL.ROI_RELATION_HEAD.USE_GT_BOX True MODEL.ROI_RELATION_HEAD.USE_GT_OBJECT_LABEL True "
+        "MODEL.ROI_RELATION_HEAD.PREDICTOR MotifPredictor SOLVER.IMS_PER_BATCH 12 "
+        'TEST.IMS_PER_BATCH 2 DTYPE "float16" SOLVER.MAX_ITER 50000 SOLVER.VAL_PERIOD 2000 '
+        "SOLVER.CHECKPOINT_PERIOD 2000 GLOVE_DIR /home/kaihua/glove "
+        "MODEL.PRETRAINED_DETECTOR_CKPT /home/kaihua/checkpoints/pretrained_faster_rcnn/"
+        "model_final.pth OUTPUT_DIR /home/kaihua/checkpoints/motif-precls-exmp"
+    )
+    config = load_config(overrides=shlex.split(line))
+    assert config.mode is Mode.PREDCLS and config.SOLVER.AMP is True
+    assert config.SOLVER.IMS_PER_BATCH == 12 and config.TEST.IMS_PER_BATCH == 2
+    assert config.SOLVER.BASE_LR * config.SOLVER.IMS_PER_BATCH == pytest.approx(0.12)
+    assert config.GLOVE_DIR == "/home/kaihua/glove"

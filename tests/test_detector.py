@@ -266,7 +266,7 @@ def detector_config(data: VG150Files, output: Path, *extra: str):
             "MODEL.DETECTOR.FPN_CHANNELS", "16", "MODEL.DETECTOR.REPRESENTATION_SIZE", "32",
             "MODEL.DETECTOR.MIN_SIZE", "48", "MODEL.DETECTOR.MAX_SIZE", "64",
             "MODEL.DETECTOR.BOX_BATCH_SIZE_PER_IMAGE", "32", "SOLVER.IMS_PER_BATCH", "2",
-            "SOLVER.BASE_LR", "0.005", "SOLVER.WARMUP_ITERS", "2", "SOLVER.MAX_ITER", "4",
+            "SOLVER.BASE_LR", "0.0025", "SOLVER.WARMUP_ITERS", "2", "SOLVER.MAX_ITER", "4",
             "SOLVER.VAL_PERIOD", "2", "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.LOG_PERIOD", "1",
             *extra,
         ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -158,6 +159,35 @@ def test_eval_rejects_a_mismatched_file(tmp_path: Path, dataset: Path, capsys) -
     assert "bad.h5: image 1 (image_id 4): field boxes has 1 boxes, the ground truth has 2" in error
     assert main(["eval", str(tmp_path / "none.h5"), "--data", str(dataset)]) == 2
     assert "none.h5: predictions file not found" in capsys.readouterr().err
+
+
+def test_eval_extra_metrics(tmp_path: Path, dataset: Path, capsys) -> None:
+    # ranked rows: image 3 (0,1) has, (2,0) has (GT: on), then 0.05 rows (argmax: has);
+    # image 4 (1,0) near, (0,1) has
+    predictions = [predcls_prediction(TEST[0], wrong={(2, 0)}), predcls_prediction(TEST[1])]
+    path = write(tmp_path / "run.h5", predictions)
+    args = ["eval", str(path), "--data", str(dataset), "--val-size", "0", "--ks", "1", "5"]
+    assert main([*args, "--out", str(tmp_path / "default")]) == 0
+    content = json.loads((tmp_path / "default" / "metrics.json").read_text())
+    metrics = content["metrics"]
+    # train rows: has 2, near 1, on 0 (counted as 1): information ln 1.5, ln 3, ln 3
+    has, near = math.log(1.5), math.log(3)
+    assert metrics["RI@1"] == pytest.approx((has + near) / 2)
+    assert metrics["RI@5"] == pytest.approx((5 * has + near + has) / 2)
+    assert metrics["PairR@1"] == pytest.approx((1 / 2 + 1) / 2)  # image 3: 2 distinct pairs
+    assert metrics["PairR@5"] == 1.0
+    assert "IR@1" not in metrics and "-ln" in content["information"]
+    assert "RI (nats)" in capsys.readouterr().out
+    information = tmp_path / "info.json"
+    information.write_text(json.dumps({"has": 1.0, "near": 2.0}))
+    informative = tmp_path / "informative_sg.json"
+    informative.write_text(json.dumps({"3": ["man has dog", "cat on man"], "4": ["cat near dog"]}))
+    out = tmp_path / "files"
+    extra = ["--information", str(information), "--informative", str(informative)]
+    assert main([*args, *extra, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["RI@1"] == pytest.approx((1.0 + 2.0) / 2)
+    assert metrics["IR@1"] == metrics["IR@5"] == pytest.approx((1 / 2 + 1) / 2)
 
 
 def test_eval_no_plot_and_no_torch(tmp_path: Path, dataset: Path) -> None:

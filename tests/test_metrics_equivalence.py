@@ -152,6 +152,8 @@ def _random_run(seed: int, mode: Mode, n_images: int = 8):
         zero_shot_triplets=zero_shot,
         predicate_groups=groups,
     )
+    if rng.random() < 0.5:  # RI@K with a random information table
+        kwargs["predicate_information"] = rng.random(width) * 3
     return gts, predictions, kwargs
 
 

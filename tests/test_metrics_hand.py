@@ -300,7 +300,7 @@ def test_confusion_matrix_example() -> None:
     np.testing.assert_array_equal(confusion.compute(), expected)
 
 
-def test_informative_recall() -> None:
+def test_specific_predicate_recall() -> None:
     # rows 0 and 2 are annotated "on" but are truly "riding" / "standing on"-like specifics
     gt = ground_truth(
         [MAN, HORSE, HAT, STREET],
@@ -312,9 +312,9 @@ def test_informative_recall() -> None:
     for mode in (Mode.PREDCLS, Mode.SGCLS, Mode.SGDET):
         result = score([gt], [prediction(rows, labels)], mode=mode)
         # (0,1): first row says riding -> hit; (1,3): the highest-ranked row says on -> miss
-        assert result.metrics["informative_recall"] == pytest.approx(0.5), mode
+        assert result.metrics["specific_predicate_recall"] == pytest.approx(0.5), mode
     plain = score([ground_truth(I1_LABELS, I1_GT)], [prediction(I1_ROWS, I1_LABELS)])
-    assert "informative_recall" not in plain.metrics
+    assert "specific_predicate_recall" not in plain.metrics
 
 
 def test_wrong_score_width_names_the_image_and_field() -> None:

@@ -62,10 +62,11 @@ def test_vg_box_decoding_worked_example() -> None:
 
 
 def test_vg_box_decoding_truncates_odd_widths_and_clips() -> None:
-    # cx - trunc(w / 2) in integer arithmetic: 10 - 2 = 8, x2 = 8 + 5 = 13; 1024 px image.
+    # SGB: cx - w / 2 assigned into int32, truncated: 10 - 2.5 = 7.5 -> 7, x2 = 7 + 5 = 12;
+    # 1020 - 5 = 1015, x2 = 1025, clipped to 1023 on a 1024 px image.
     stored = np.array([[10, 10, 5, 5], [1020, 1020, 10, 10]], dtype=np.int32)
     decoded = decode_vg_boxes(stored, width=1024, height=1024)
-    np.testing.assert_array_equal(decoded, [[8, 8, 13, 13], [1015, 1015, 1023, 1023]])
+    np.testing.assert_array_equal(decoded, [[7, 7, 12, 12], [1015, 1015, 1023, 1023]])
 
 
 def test_iou_plus_one_threshold_cases() -> None:

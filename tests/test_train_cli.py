@@ -65,7 +65,10 @@ def test_test_writes_predictions_and_prints_the_table(
         assert graph.num_relations == n * (n - 1)  # every ordered pair
         ranked = graph.predicate_scores[:, 1:].max(dim=1).values
         assert (ranked[:-1] >= ranked[1:]).all()  # best first
-    assert (predictions_path.parent / "metrics.json").is_file()
+    content = json.loads((predictions_path.parent / "metrics.json").read_text())
+    assert {"PairR@100", "RI@100"} <= content["metrics"].keys()
+    assert content["information"].startswith("-ln") and content["informative"] is None
+    assert "RI (nats)" in printed and "PairR" in printed
 
 
 def test_test_with_a_corrupt_checkpoint_names_it(

@@ -19,6 +19,7 @@ from basgg.training import loop
 from basgg.training.checkpoint import read_checkpoint
 from basgg.training.runs import train
 from basgg.training.schedule import LearningRateSchedule, multistep_factor, warmup_factor
+from basgg.training.setup import build_optimization
 
 
 def tiny_overrides(files: VG150Files, output_dir: Path, cache_dir: Path) -> list[str]:
@@ -41,7 +42,7 @@ def tiny_overrides(files: VG150Files, output_dir: Path, cache_dir: Path) -> list
         "MODEL.ROI_RELATION_HEAD.TRANSFORMER.VAL_DIM", "8",
         "MODEL.ROI_RELATION_HEAD.TRANSFORMER.INNER_DIM", "32",
         "SOLVER.IMS_PER_BATCH", "2",
-        "SOLVER.BASE_LR", "0.05",
+        "SOLVER.BASE_LR", "0.025",  # x batch 2: 0.05
         "SOLVER.WARMUP_ITERS", "2",
         "SOLVER.VAL_PERIOD", "2",
         "SOLVER.CHECKPOINT_PERIOD", "0",
@@ -153,22 +154,72 @@ def test_warmup_and_multistep_factors() -> None:
     assert multistep_factor(16000, steps=[10000, 16000], gamma=0.1) == pytest.approx(0.01)
 
 
-def test_plateau_schedule_cuts_after_patience_and_stops() -> None:
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([parameter], lr=1.0)
-    schedule = LearningRateSchedule(
-        optimizer, base_lr=0.01, warmup_iters=0, patience=2, max_decay_step=2, factor=0.1
-    )
-    assert schedule.apply(0) == pytest.approx(0.01)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
-    cuts = [schedule.record_validation(value) for value in (0.5, 0.6, 0.6, 0.59, 0.6)]
-    assert cuts == [False, False, False, False, True]  # 3 validations without improvement
-    assert schedule.apply(10) == pytest.approx(0.001) and not schedule.should_stop
-    restored = LearningRateSchedule(None, base_lr=0.01, warmup_iters=0, max_decay_step=2)
+def test_constant_warmup() -> None:
+    assert warmup_factor(0, warmup_iters=500, warmup_start=0.1, method="constant") == 0.1
+    assert warmup_factor(499, warmup_iters=500, warmup_start=0.1, method="constant") == 0.1
+    assert warmup_factor(500, warmup_iters=500, warmup_start=0.1, method="constant") == 1.0
+
+
+def _sgb_model() -> torch.nn.Module:
+    model = torch.nn.Module()
+    model.linear = torch.nn.Linear(2, 3)  # linear.weight, linear.bias
+    model.frequency_bias = torch.nn.Embedding(4, 3)  # frequency_bias.weight: "bias" in name
+    model.frozen = torch.nn.Linear(2, 2)
+    model.frozen.requires_grad_(False)
+    return model
+
+
+def test_optimizer_groups_follow_sgb() -> None:
+    # SGB: lr = BASE_LR x IMS_PER_BATCH (rl_factor); "bias" in the name: x BIAS_LR_FACTOR and
+    # WEIGHT_DECAY_BIAS. BASE_LR 0.01 at batch 12 trains at 0.12, biases at 0.24.
+    overrides = [
+        "SOLVER.BASE_LR", "0.01", "SOLVER.IMS_PER_BATCH", "12", "SOLVER.BIAS_LR_FACTOR", "2",
+        "SOLVER.WEIGHT_DECAY", "1e-4", "SOLVER.WEIGHT_DECAY_BIAS", "0", "SOLVER.WARMUP_ITERS",
+        "500", "SOLVER.WARMUP_FACTOR", "0.1", "SOLVER.SCHEDULE.TYPE", "WarmupMultiStepLR",
+        "SOLVER.STEPS", "(1000, 2000)", "SOLVER.GAMMA", "0.1",
+    ]  # fmt: skip
+    config = load_config(overrides=overrides)
+    model = _sgb_model()
+    optimizer, schedule, _ = build_optimization(config, model, torch.device("cpu"))
+    weights, biases = optimizer.param_groups
+    assert [id(p) for p in weights["params"]] == [id(model.linear.weight)]
+    assert {id(p) for p in biases["params"]} == {
+        id(model.linear.bias), id(model.frequency_bias.weight)
+    }  # fmt: skip
+    assert weights["weight_decay"] == 1e-4 and biases["weight_decay"] == 0.0
+    assert weights["momentum"] == 0.9
+    for iteration, weight_rate in [(0, 0.012), (250, 0.066), (999, 0.12), (1000, 0.012),
+                                   (2000, 0.0012)]:  # fmt: skip
+        assert schedule.apply(iteration) == pytest.approx(weight_rate)
+        assert weights["lr"] == pytest.approx(weight_rate)
+        assert biases["lr"] == pytest.approx(2 * weight_rate)
+
+
+def test_plateau_schedule_follows_sgb_and_stops() -> None:
+    # SGB's WarmupReduceLROnPlateau: better means > best + THRESHOLD (absolute); the first
+    # COOLDOWN validations and those after a cut are ignored; PATIENCE bad ones in a row cut.
+    model = _sgb_model()
+    config = load_config(
+        overrides=[
+            "SOLVER.WARMUP_ITERS", "0", "SOLVER.SCHEDULE.PATIENCE", "2",
+            "SOLVER.SCHEDULE.THRESHOLD", "0.001", "SOLVER.SCHEDULE.COOLDOWN", "1",
+            "SOLVER.SCHEDULE.FACTOR", "0.1", "SOLVER.SCHEDULE.MAX_DECAY_STEP", "2",
+        ]
+    )  # fmt: skip
+    optimizer, schedule, _ = build_optimization(config, model, torch.device("cpu"))
+    assert schedule.apply(0) == pytest.approx(0.12)  # default BASE_LR 0.01 x batch 12
+    values = (0.5, 0.5005, 0.6, 0.6008, 0.59, 0.7, 0.1)
+    # 0.5 best (cooldown: ignored); 0.5005 <= 0.501: bad 1; 0.6 best; 0.6008 <= 0.601: bad 1;
+    # 0.59 bad 2 -> cut; 0.7 best (cooldown); 0.1 bad 1
+    cuts = [schedule.record_validation(value) for value in values]
+    assert cuts == [False, False, False, False, True, False, False]
+    assert schedule.apply(10) == pytest.approx(0.012) and not schedule.should_stop
+    assert optimizer.param_groups[1]["lr"] == pytest.approx(0.012)  # BIAS_LR_FACTOR 1
+    restored = LearningRateSchedule(None, base_lr=0.12, warmup_iters=0, max_decay_step=2)
     restored.load_state_dict(schedule.state_dict())
-    assert restored.learning_rate(10) == pytest.approx(0.001)
-    cuts = [schedule.record_validation(0.1) for _ in range(3)]
-    assert cuts == [False, False, True] and schedule.should_stop
+    assert restored.learning_rate(10) == pytest.approx(0.012)
+    assert schedule.record_validation(0.1) is True and schedule.should_stop  # bad 2 -> cut 2
+    assert schedule.apply(11) == pytest.approx(0.0012)
 
 
 def test_metric_names_are_checked_before_training() -> None:
@@ -214,3 +265,31 @@ def test_prediction_ranks_every_ordered_pair_and_handles_tiny_images() -> None:
     assert one.relation_pairs.tolist() == [[0, 0]]  # SGB's placeholder pair
     assert one.predicate_scores.tolist() == [[1.0, 0.0, 0.0]]
     assert empty.num_relations == 0
+
+
+def test_glove_dir_reads_the_file_of_embed_dim(tmp_path: Path) -> None:
+    from basgg.training.setup import word_vectors
+
+    (tmp_path / "glove.6B.4d.txt").write_text("man 1 2 3 4\nhorse 5 6 7 8\n")
+    config = load_config(
+        overrides=["GLOVE_DIR", str(tmp_path), "MODEL.ROI_RELATION_HEAD.EMBED_DIM", "4"]
+    )
+    vectors = word_vectors(config, ("man", "horse"))
+    assert vectors.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    config = load_config(
+        overrides=["GLOVE_DIR", str(tmp_path), "MODEL.ROI_RELATION_HEAD.EMBED_DIM", "8"]
+    )
+    with pytest.raises(ValueError, match=r"GLOVE_DIR: .*glove\.6B\.8d\.txt"):
+        word_vectors(config, ("man",))
+
+
+def test_resume_refuses_an_optimizer_state_of_other_groups() -> None:
+    model = _sgb_model()
+    config = load_config()
+    optimizer, schedule, scaler = build_optimization(config, model, torch.device("cpu"))
+    single = torch.optim.SGD([model.linear.weight], lr=0.1)  # basgg before SGB's groups
+    checkpoint = {"optimizer": single.state_dict(), "schedule": {}, "iteration": 5}
+    with pytest.raises(ValueError, match="1 parameter group.*this run 2"):
+        loop.restore_training_state(
+            checkpoint, optimizer=optimizer, schedule=schedule, scaler=scaler
+        )

@@ -182,14 +182,17 @@ def write_results_site(files: VG150Files, stage_one: Config, stage_two: Config, 
 
 
 def comparison_table(metrics: dict[str, dict]) -> str:
-    """Side by side: R@K, mR@K, F@100 and informative recall (x100) of each model."""
+    """Side by side: R@K, mR@K, F@100, PairR@20, specific-predicate recall (x100) and RI@20
+    (nats) of each model."""
     names = list(metrics)
     rows = [(f"{m}@{k}", f"{m}@{k}") for m in TABLE_METRICS for k in (20, 50, 100)]
-    rows += [("F@100", "F@100"), ("informative R", "informative_recall")]
+    rows += [("F@100", "F@100"), ("PairR@20", "PairR@20")]
+    rows += [("specific R", "specific_predicate_recall"), ("RI@20 (nats)", "RI@20")]
     lines = [f"{'test, predcls':<16}" + "".join(f"{name:>12}" for name in names)]
     for label, key in rows:
         values = [metrics[name]["metrics"].get(key) for name in names]
-        cells = "".join(f"{'-' if v is None else f'{100 * v:.1f}':>12}" for v in values)
+        scale = 1 if key.startswith("RI@") else 100
+        cells = "".join(f"{'-' if v is None else f'{scale * v:.1f}':>12}" for v in values)
         lines.append(f"{label:<16}{cells}")
     return "\n".join(lines)
 
@@ -200,7 +203,7 @@ def plot_comparison(metrics: dict[str, dict], path: Path) -> Path:
     names = list(metrics)
     first = metrics[names[0]]
     predicates = list(first["per_predicate_recall"]["100"])
-    keys = ["R@100", "mR@100", "F@100", "informative_recall"]
+    keys = ["R@100", "mR@100", "F@100", "specific_predicate_recall"]
     figure, (left, right) = plt.subplots(
         1, 2, figsize=(14, 4.5), gridspec_kw={"width_ratios": [4, 1]}
     )

@@ -16,6 +16,11 @@ import numpy as np
 from basgg.data.predicate_groups import predicate_groups
 from basgg.data.vg150_format import VG150Files
 from basgg.data.vg150_targets import read_split_targets, relation_counts
+from basgg.evaluation.information import (
+    load_information_file,
+    load_informative_file,
+    predicate_information,
+)
 from basgg.evaluation.predictions import read_predictions_header
 from basgg.evaluation.report import evaluate_file, format_table
 from basgg.evaluation.zero_shot import load_zero_shot_file, zero_shot_triplets
@@ -43,6 +48,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="zero-shot triplets (SGB's zeroshot_triplet.pytorch or a (T, 3) .npy); default: "
         "the triplets of the scored split that never occur in the train split",
+    )
+    parser.add_argument(
+        "--information",
+        type=Path,
+        metavar="FILE",
+        help="RI@K information table, JSON {predicate: nats} (e.g. the BA-SGG authors' "
+        "Wikipedia one for RWKI@K); default: -ln of each predicate's train frequency",
+    )
+    parser.add_argument(
+        "--informative",
+        type=Path,
+        metavar="FILE",
+        help="InformativeRecall@K triplets, SGG-Benchmark's JSON {image_id: ['man riding "
+        "horse', ...]}; default: IR@K not reported",
     )
     parser.add_argument(
         "--out",
@@ -78,6 +97,17 @@ def run(args: argparse.Namespace) -> int:
         zero_shot = zero_shot_triplets(train, ground_truths)
         zero_shot_source = f"{args.split} triplets absent from train"
     groups = predicate_groups(vocabulary.predicates, train_counts)
+    if args.information is not None:
+        information = load_information_file(args.information, vocabulary.predicates)
+        information_source = str(args.information)
+    else:
+        information = predicate_information(train_counts)
+        information_source = "-ln of the train split's predicate frequencies"
+    informative = None
+    if args.informative is not None:
+        informative = load_informative_file(
+            args.informative, vocabulary.objects, vocabulary.predicates
+        )
     order = np.argsort(-train_counts[1:], kind="stable") + 1  # most frequent first
     out_dir = args.out or args.predictions.with_name(args.predictions.stem + "_eval")
     result = evaluate_file(
@@ -90,7 +120,13 @@ def run(args: argparse.Namespace) -> int:
         predicate_groups=groups,
         out_dir=out_dir,
         predicate_order=order.tolist(),
-        extra={"zero_shot": f"{len(zero_shot)} triplets: {zero_shot_source}"},
+        extra={
+            "zero_shot": f"{len(zero_shot)} triplets: {zero_shot_source}",
+            "information": information_source,
+            "informative": str(args.informative) if informative is not None else None,
+        },
+        predicate_information=information,
+        informative_triplets=informative,
         plot=not args.no_plot,
     )
     print(format_table(result))

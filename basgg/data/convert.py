@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from basgg import atomic
-from basgg.boxes import cxcywh_to_xyxy
+from basgg.boxes import decode_vg_boxes
 from basgg.data.json_format import SPLITS, AnnotationSet, ImageAnnotation
 from basgg.data.vg150_checks import (
     check_h5_arrays,
@@ -384,10 +384,9 @@ def vg150_to_json(files: VG150Files, *, split: str = "all") -> AnnotationSet:
             arrays["img_to_first_rel"][row], arrays["img_to_last_rel"][row]
         )
         width, height = int(widths[row]), int(heights[row])
-        boxes = cxcywh_to_xyxy(arrays["boxes_1024"][objects]).astype(np.float64)  # (N, 4)
-        boxes = boxes * (max(width, height) / 1024.0)  # exact: an integer times a dyadic scale
-        boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, width)
-        boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, height)
+        boxes = decode_vg_boxes(  # exact in float64: an integer times a dyadic scale
+            arrays["boxes_1024"][objects], width, height, clip_to_last_pixel=False, dtype=np.float64
+        )  # (N, 4)
         image_id = int(image_ids[row])
         images.append(
             ImageAnnotation(

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from basgg.atomic import atomic_output
-from basgg.boxes import cxcywh_to_xyxy
+from basgg.boxes import decode_vg_grid
 from basgg.data.vg150 import VG150Dataset, overlaps_plus_one
 from basgg.data.vg150_format import VG150Files
 
@@ -63,7 +63,7 @@ def compute_frequency_statistics(
     object_counts = np.zeros(num_objects, dtype=np.int64)
     for index in range(len(dataset)):
         annotation = dataset.annotation(index)
-        boxes = cxcywh_to_xyxy(annotation.stored_boxes).astype(np.int64)  # (N, 4) at 1024
+        boxes = decode_vg_grid(annotation.stored_boxes).astype(np.int64)  # (N, 4) at 1024
         relations = annotation.relations  # (R, 3)
         if filter_non_overlap:
             pairs = relations[:, :2]

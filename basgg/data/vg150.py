@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from basgg.boxes import cxcywh_to_xyxy, decode_vg_boxes
+from basgg.boxes import decode_vg_boxes, decode_vg_grid
 from basgg.data.balanced import BalancedSelection, balance_predicates
 from basgg.data.vg150_checks import (
     VG150Error,
@@ -255,7 +255,7 @@ class VG150Dataset(Dataset):
 
     def _filter_non_overlap(self, rows: np.ndarray) -> np.ndarray:
         arrays = self._arrays
-        xyxy = cxcywh_to_xyxy(arrays["boxes_1024"]).astype(np.int64)  # (N_obj, 4) at 1024
+        xyxy = decode_vg_grid(arrays["boxes_1024"]).astype(np.int64)  # (N_obj, 4) at 1024
         pairs = arrays["relationships"]  # (N_rel, 2) global object rows
         self._relation_kept = overlaps_plus_one(xyxy[pairs[:, 0]], xyxy[pairs[:, 1]])
         owners, relation_rows = image_relation_rows(

@@ -117,8 +117,9 @@ def write_vg150(
 ) -> None:
     """Write the h5, dicts JSON and image_data.json of ``graphs`` (images are not written).
 
-    Boxes are encoded to ``boxes_1024`` as the VG150 generator stores them: ``[cx, cy, w, h]``
-    at longer side 1024, so a graph whose boxes lie on that grid reads back exactly.
+    Boxes are encoded to ``boxes_1024`` (``[cx, cy, w, h]`` at longer side 1024) by
+    :func:`basgg.boxes.encode_vg_boxes`, so a graph whose boxes lie on that grid reads back
+    exactly, in basgg and in Scene-Graph-Benchmark.
     Graphs carrying ``specific_predicates`` add that dataset.
 
     Args:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from basgg.boxes import cxcywh_to_xyxy
+from basgg.boxes import decode_vg_boxes
 from basgg.data.vg150_checks import (
     check_h5_arrays,
     image_relation_rows,
@@ -82,14 +82,8 @@ def _pack_rows(
         arrays["img_to_first_rel"][rows], arrays["img_to_last_rel"][rows]
     )  # (R,)
     widths, heights = all_widths[rows], all_heights[rows]  # (I,)
-    # decode_vg_boxes, one scale and clip range per image, repeated per object
-    xyxy = cxcywh_to_xyxy(arrays["boxes_1024"][box_rows]).astype(np.float32)  # (O, 4)
-    scale = (np.maximum(widths, heights) / 1024.0).astype(np.float32)[box_owner]  # (O,)
-    xyxy = xyxy * scale[:, None]
-    x_max = (widths - 1).astype(np.float32)[box_owner][:, None]
-    y_max = (heights - 1).astype(np.float32)[box_owner][:, None]
-    xyxy[:, 0::2] = np.clip(xyxy[:, 0::2], np.float32(0), x_max)
-    xyxy[:, 1::2] = np.clip(xyxy[:, 1::2], np.float32(0), y_max)
+    # each object decoded with its image's size, as the loader decodes it
+    xyxy = decode_vg_boxes(arrays["boxes_1024"][box_rows], widths[box_owner], heights[box_owner])
     pairs = arrays["relationships"][rel_rows] - first_box[rel_owner][:, None]  # (R, 2)
     specific = arrays.get(SPECIFIC_PREDICATES)
     n_objects = np.bincount(box_owner, minlength=len(rows))

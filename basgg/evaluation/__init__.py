@@ -20,8 +20,11 @@ _EXPORTS = {
     "evaluate_file": "report",
     "format_table": "report",
     "image_confusion": "confusion",
+    "load_information_file": "information",
+    "load_informative_file": "information",
     "load_zero_shot_file": "zero_shot",
     "open_predictions": "predictions",
+    "predicate_information": "information",
     "rank_relations": "matching",
     "ranking_scores": "matching",
     "read_predictions": "predictions",
@@ -40,8 +43,11 @@ __all__ = [
     "evaluate_file",
     "format_table",
     "image_confusion",
+    "load_information_file",
+    "load_informative_file",
     "load_zero_shot_file",
     "open_predictions",
+    "predicate_information",
     "rank_relations",
     "ranking_scores",
     "read_predictions",
@@ -53,6 +59,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from basgg.evaluation.confusion import PredicateConfusion, image_confusion
+    from basgg.evaluation.information import (
+        load_information_file,
+        load_informative_file,
+        predicate_information,
+    )
     from basgg.evaluation.matching import rank_relations, ranking_scores
     from basgg.evaluation.metrics import SGEvaluator, evaluate
     from basgg.evaluation.predictions import (

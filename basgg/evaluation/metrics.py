@@ -1,4 +1,4 @@
-"""The fast, vectorised scene-graph evaluator: R, ngR, mR, ngmR, zR, ngzR, A, F @ K.
+"""The fast, vectorised scene-graph evaluator: R, ngR, mR, ngmR, zR, ngzR, A, F, PairR, RI, IR @ K.
 
 It reproduces Scene-Graph-Benchmark.pytorch's ``sgg_eval.py`` (see
 ``docs/evaluation-protocol.md`` in the shared docs): rows are read in the order given, the
@@ -8,12 +8,13 @@ relation or no predicted row are skipped. Work is vectorised over batches of ima
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from basgg.evaluation.batch import ImageBatch, build_batch, check_prediction
 from basgg.evaluation.confusion import confusion_increments
+from basgg.evaluation.extra_metrics import information_sums, informative_counts, pair_counts
 from basgg.evaluation.matching import (
     first_hit_positions,
     foreground_argmax,
@@ -34,12 +35,15 @@ BATCH_IMAGES = 512
 class SGEvaluator:
     """Accumulates per-image counts over ``update()`` calls; ``compute()`` gives the metrics.
 
-    Besides SGB's metrics it reports, when ground truths carry ``specific_predicates``,
-    ``informative_recall``: over the scored images' GT rows whose specific predicate differs
-    from the annotated one, the fraction whose locating row (the highest-ranked row on the
-    same index pair; in sgdet the highest-ranked row with matching labels and IoU+1 >= 0.5 on
-    both boxes) has the specific predicate as its foreground argmax. In predcls it also
-    fills the predicate confusion matrix (``EvaluationResult.confusion``).
+    Besides SGB's metrics it reports PairRecall@K (``PairR@K``), RI@K when a predicate
+    information table is given and InformativeRecall@K (``IR@K``) when informative triplets
+    are given (:mod:`basgg.evaluation.extra_metrics`); and, when ground truths carry
+    ``specific_predicates`` (SynthVG), ``specific_predicate_recall``: over the scored images'
+    GT rows whose specific predicate differs from the annotated one, the fraction whose
+    locating row (the highest-ranked row on the same index pair; in sgdet the highest-ranked
+    row with matching labels and IoU+1 >= 0.5 on both boxes) has the specific predicate as
+    its foreground argmax. In predcls it also fills the predicate confusion matrix
+    (``EvaluationResult.confusion``).
 
     Args:
         mode: the task; predcls scores the ground-truth boxes and labels with sigma = 1.
@@ -48,6 +52,10 @@ class SGEvaluator:
         zero_shot_triplets: (T, 3) int rows (sub_class, obj_class, predicate), or None.
         predicate_groups: head / body / tail predicate indices, for part recalls.
         predicate_names: names with background at index 0, for reports.
+        predicate_information: (P + 1,) information of each predicate for RI@K (e.g.
+            :func:`basgg.evaluation.information.predicate_information`), or None.
+        informative_triplets: image id -> (T, 3) int (subject class, predicate, object
+            class) informative triplets for IR@K (-1: a class outside the vocabulary), or None.
     """
 
     def __init__(
@@ -59,6 +67,8 @@ class SGEvaluator:
         zero_shot_triplets: np.ndarray | None = None,
         predicate_groups: dict[str, list[int]] | None = None,
         predicate_names: Sequence[str] | None = None,
+        predicate_information: np.ndarray | None = None,
+        informative_triplets: Mapping[int, np.ndarray] | None = None,
     ) -> None:
         self.mode = Mode(mode)
         self.num_predicates = int(num_predicates)
@@ -74,6 +84,16 @@ class SGEvaluator:
                 raise ValueError(f"zero_shot_triplets: expected shape (T, 3), got {table.shape}")
             self.zero_shot_triplets = table
         self.predicate_groups = predicate_groups
+        self.predicate_information = None
+        if predicate_information is not None:
+            table = np.asarray(predicate_information, dtype=np.float64)
+            if table.shape != (self.num_predicates,) or not np.isfinite(table).all():
+                raise ValueError(
+                    f"predicate_information: expected {self.num_predicates} finite values "
+                    f"(background included), got shape {table.shape}"
+                )
+            self.predicate_information = table
+        self.informative_triplets = informative_triplets
         self.predicate_names = None if predicate_names is None else tuple(predicate_names)
         if self.predicate_names is not None and len(self.predicate_names) != self.num_predicates:
             raise ValueError(
@@ -143,8 +163,10 @@ class SGEvaluator:
             ks=self.ks,
             num_predicates=self.num_predicates,
             zero_shot=self.zero_shot_triplets is not None,
-            informative=self._has_specific,
+            specific=self._has_specific,
             predicate_groups=self.predicate_groups,
+            information=self.predicate_information is not None,
+            informative=self.informative_triplets is not None,
         )
         counts = {
             "images": self._num_images,
@@ -170,10 +192,7 @@ class SGEvaluator:
         if not self._parts:
             empty_k = np.zeros((0, n_k), np.int64)
             empty = np.zeros((0,), np.int64)
-            return {
-                key: (empty_k if key.endswith("hits") and key != "informative_hits" else empty)
-                for key in _FIELDS
-            }
+            return {key: (empty_k if key in _PER_K_FIELDS else empty) for key in _FIELDS}
         per_image = {key: np.concatenate([part[key] for part in self._parts]) for key in _FIELDS}
         offsets = np.cumsum([0] + [len(part["num_gt"]) for part in self._parts[:-1]])
         per_image["predicate_image"] = np.concatenate(
@@ -190,14 +209,9 @@ class SGEvaluator:
         k_max = max(self.ks)
 
         rows = np.flatnonzero(batch.row_position < k_max)
-        first = self._first_hits(
-            batch,
-            rows,
-            foreground_argmax(batch.row_scores[rows]),
-            batch.row_position[rows],
-            gt_triplets,
-            gt_boxes,
-        )
+        predicates = foreground_argmax(batch.row_scores[rows])
+        positions = batch.row_position[rows]
+        first = self._first_hits(batch, rows, predicates, positions, gt_triplets, gt_boxes)
         # float32 products; in predcls sigma = 1 so they equal SGB's float64 ones exactly
         # (1.0 * 1.0 * x is exact), and the order of the entries is the same
         sigma = batch.object_sigma
@@ -244,7 +258,20 @@ class SGEvaluator:
             self._confusion += confusion_increments(
                 batch.gt_predicate[pair_gts], row_predicates, self.num_predicates
             )
-        part.update(self._informative(batch, pair_rows, pair_gts, gt_boxes, num_gt))
+        part.update(self._specific(batch, pair_rows, pair_gts, gt_boxes, num_gt))
+        part.update(pair_counts(batch, rows, positions, gt_boxes, self.ks))
+        zeros_k = np.zeros((batch.size, len(self.ks)), np.int64)
+        if self.predicate_information is not None:
+            table = self.predicate_information
+            part.update(information_sums(batch, rows, predicates, positions, table, self.ks))
+        else:
+            part["information"] = zeros_k.astype(np.float64)
+        if self.informative_triplets is not None:
+            given = self.informative_triplets
+            part.update(informative_counts(batch, rows, predicates, positions, given, self.ks))
+        else:
+            part["informative_count"] = np.zeros(batch.size, np.int64)
+            part["informative_hits"] = zeros_k
         return part
 
     def _first_hits(
@@ -320,7 +347,7 @@ class SGEvaluator:
         )
         return join_equal(codes[:n_rows], codes[n_rows:])
 
-    def _informative(
+    def _specific(
         self,
         batch: ImageBatch,
         pair_rows: np.ndarray,
@@ -331,7 +358,7 @@ class SGEvaluator:
         """Per-image counts of informative GT rows and of those predicted specifically."""
         zeros = np.zeros(batch.size, dtype=np.int64)
         if batch.gt_specific is None:
-            return {"informative_count": zeros, "informative_hits": zeros.copy()}
+            return {"specific_count": zeros, "specific_hits": zeros.copy()}
         informative = batch.gt_specific != batch.gt_predicate  # (G,)
         if self.mode is Mode.SGDET:
             targets = np.flatnonzero(informative)
@@ -355,8 +382,8 @@ class SGEvaluator:
         said = foreground_argmax(batch.row_scores[best_row[found]])
         hit = found[said == batch.gt_specific[found]]
         return {
-            "informative_count": np.bincount(batch.gt_image[informative], minlength=batch.size),
-            "informative_hits": np.bincount(batch.gt_image[hit], minlength=batch.size),
+            "specific_count": np.bincount(batch.gt_image[informative], minlength=batch.size),
+            "specific_hits": np.bincount(batch.gt_image[hit], minlength=batch.size),
         }
 
 
@@ -370,6 +397,11 @@ _FIELDS = (
     "zero_shot_hits",
     "ng_zero_shot_hits",
     "accuracy_hits",
+    "specific_count",
+    "specific_hits",
+    "pair_count",
+    "pair_hits",
+    "information",
     "informative_count",
     "informative_hits",
     "predicate_image",
@@ -378,6 +410,10 @@ _FIELDS = (
     "predicate_hits",
     "ng_predicate_hits",
 )
+_PER_K_FIELDS = {
+    "hits", "ng_hits", "zero_shot_hits", "ng_zero_shot_hits", "accuracy_hits", "pair_hits",
+    "information", "informative_hits", "predicate_hits", "ng_predicate_hits",
+}  # fmt: skip
 
 
 def evaluate(

@@ -77,9 +77,11 @@ class _Tally:
         self.ng_collect = {k: [[] for _ in range(num_predicates)] for k in ks}
         self.accuracy_hits = {k: 0 for k in ks}
         self.accuracy_count = 0
-        self.informative_total = 0
-        self.informative_hits = 0
+        self.specific_total = 0
+        self.specific_hits = 0
         self.any_specific = False
+        self.pair_recall = {k: [] for k in ks}
+        self.information = {k: [] for k in ks}
 
 
 def _scored_objects(gt: SceneGraph, prediction: SceneGraph, mode: Mode):
@@ -114,6 +116,7 @@ def _score_image(
     mode: Mode,
     ks: Sequence[int],
     zero_shot: set | None,
+    information: np.ndarray | None = None,
 ) -> None:
     """Append one scored image (M > 0 and R > 0) to the tally."""
     gt_rels = _relations(gt)
@@ -151,15 +154,25 @@ def _score_image(
                 rows_p = [j for j, (_, _, q) in enumerate(gt_rels) if q == p]
                 lists[k][p].append(sum(j in hits_k for j in rows_p) / len(rows_p))
         tally.accuracy_hits[k] += len(_hit_set(on_gt_pairs, gts, k))
+        # PairR: distinct GT index pairs located (both boxes matched) by the first k rows
+        distinct = {(s, o): j for j, (s, o, _) in reversed(list(enumerate(gt_rels)))}
+        located = [
+            j
+            for j in distinct.values()
+            if any(_hits(_any_predicate(t, gts[j]), gts[j]) for t in ranked[:k])
+        ]
+        tally.pair_recall[k].append(len(located) / len(distinct))
+        if information is not None:
+            tally.information[k].append(sum(float(information[t[1]]) for t in ranked[:k]))
     if gt.specific_predicates is not None:
         specific = gt.specific_predicates.tolist()
         for j, (s, o, p) in enumerate(gt_rels):
             if specific[j] == p:
                 continue
-            tally.informative_total += 1
+            tally.specific_total += 1
             row = _informative_row(mode, pairs, (s, o), gts[j], labels, boxes)
             if row is not None and best_foreground(scores[row]) == specific[j]:
-                tally.informative_hits += 1
+                tally.specific_hits += 1
 
 
 def _relations(graph: SceneGraph) -> list[tuple[int, int, int]]:
@@ -185,6 +198,7 @@ def reference_evaluate(
     ks: Sequence[int] = (20, 50, 100),
     zero_shot_triplets: np.ndarray | None = None,
     predicate_groups: dict[str, list[int]] | None = None,
+    predicate_information: np.ndarray | None = None,
 ) -> ReferenceResult:
     """Score predictions image by image, exactly as the protocol text describes."""
     mode = Mode(mode)
@@ -199,10 +213,14 @@ def reference_evaluate(
             _image_confusion(gt, prediction, confusion)
         if gt.num_relations == 0 or prediction.num_relations == 0:
             continue  # images with M = 0 or R = 0 are skipped
-        _score_image(tally, gt, prediction, mode, ks, zero_shot)
+        _score_image(tally, gt, prediction, mode, ks, zero_shot, predicate_information)
     metrics, per_predicate = _final_metrics(
         tally, mode, ks, num_predicates, zero_shot is not None, predicate_groups
     )
+    for k in ks:
+        metrics[f"PairR@{k}"] = _mean(tally.pair_recall[k])
+        if predicate_information is not None:
+            metrics[f"RI@{k}"] = _mean(tally.information[k])
     return ReferenceResult(
         metrics=metrics,
         per_predicate_recall=per_predicate,
@@ -244,8 +262,10 @@ def _final_metrics(
             metrics[f"mR@{k}/{name}"] = _mean([per_predicate[k][p] for p in members])
             metrics[f"ngmR@{k}/{name}"] = _mean([ng_per_predicate[p] for p in members])
     if tally.any_specific:
-        total = tally.informative_total
-        metrics["informative_recall"] = tally.informative_hits / total if total else float("nan")
+        total = tally.specific_total
+        metrics["specific_predicate_recall"] = (
+            tally.specific_hits / total if total else float("nan")
+        )
     return metrics, per_predicate
 
 
@@ -264,6 +284,11 @@ def _informative_row(mode: Mode, pairs: list, gt_pair: tuple, gt: tuple, labels,
         ):
             return r
     return None
+
+
+def _any_predicate(triplet: tuple, gt: tuple) -> tuple:
+    """``triplet`` with the GT row's predicate: PairR ignores the predicate."""
+    return (triplet[0], gt[1], *triplet[2:])
 
 
 def _mean(values: list[float], empty: float = float("nan")) -> float:

@@ -21,7 +21,7 @@ from basgg.evaluation.results import EvaluationResult
 from basgg.packed import PackedGraphs
 from basgg.structures import Mode, SceneGraph
 
-TABLE_ROWS = ("R", "ngR", "mR", "ngmR", "zR", "ngzR", "A", "F")
+TABLE_ROWS = ("R", "ngR", "mR", "ngmR", "zR", "ngzR", "A", "F", "PairR", "IR")
 GROUP_COLORS = {"head": "#c0392b", "body": "#2980b9", "tail": "#27ae60"}
 
 
@@ -37,6 +37,10 @@ def pyplot() -> Any:
 
 def _cell(value: float | None) -> str:
     return "-" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+
+
+def _nats(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
 def format_table(result: EvaluationResult) -> str:
@@ -58,13 +62,19 @@ def format_table(result: EvaluationResult) -> str:
             continue
         cells = "".join(f"{_cell(result.metrics.get(key)):>9}" for key in keys)
         lines.append(f"{label:<16}{cells}")
+    if f"RI@{result.ks[0]}" in result.metrics:  # nats, not a fraction
+        cells = "".join(f"{_nats(result.metrics.get(f'RI@{k}')):>9}" for k in result.ks)
+        lines.append(f"{'RI (nats)':<16}{cells}")
     if result.predicate_groups:
-        sizes = " / ".join(f"{len(v)} {k}" for k, v in result.predicate_groups.items())
-        lines.append(f"predicate groups: {sizes}")
+        names = result.predicate_names
+        for group, members in result.predicate_groups.items():
+            listed = ", ".join(names[i] for i in members) if names else f"{len(members)}"
+            lines.append(f"{group} ({len(members)}): {listed}")
     if "zR@" + str(result.ks[0]) in result.metrics:
         lines.append(f"zero-shot images: {counts['zero_shot_images']}")
-    if "informative_recall" in result.metrics:
-        lines.append(f"informative recall: {_cell(result.metrics['informative_recall'])}")
+    if "specific_predicate_recall" in result.metrics:
+        value = _cell(result.metrics["specific_predicate_recall"])
+        lines.append(f"specific-predicate recall (SynthVG): {value}")
     return "\n".join(lines)
 
 
@@ -178,6 +188,8 @@ def evaluate_file(
     extra: dict | None = None,
     plot: bool = True,
     object_names: Sequence[str] | None = None,
+    predicate_information: np.ndarray | None = None,
+    informative_triplets: dict[int, np.ndarray] | None = None,
 ) -> EvaluationResult:
     """Read a predictions file, check it against ``ground_truths`` and score it.
 
@@ -197,6 +209,8 @@ def evaluate_file(
         plot: draw the PNG plots in ``out_dir``.
         object_names: the dataset's object names (background at 0): labels are checked
             against them.
+        predicate_information: (P + 1,) table for RI@K, or None.
+        informative_triplets: image id -> (T, 3) triplets for IR@K, or None.
     """
     if not isinstance(ground_truths, PackedGraphs):
         ground_truths = PackedGraphs.from_graphs(ground_truths)
@@ -215,6 +229,8 @@ def evaluate_file(
             zero_shot_triplets=zero_shot_triplets,
             predicate_groups=predicate_groups,
             predicate_names=predicate_names,
+            predicate_information=predicate_information,
+            informative_triplets=informative_triplets,
         )
         evaluator.update_packed(ground_truths, predictions.packed)
         split = predictions.split

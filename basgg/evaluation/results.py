@@ -22,8 +22,13 @@ PER_IMAGE_FIELDS: dict[str, str] = {
     "zero_shot_hits": "(E, nK) |Z & H_K|",
     "ng_zero_shot_hits": "(E, nK) |Z & H^ng_K|",
     "accuracy_hits": "(E, nK) rows hit by the first K rows on ground-truth index pairs",
-    "informative_count": "(E,) rows whose specific predicate differs from the annotated one",
-    "informative_hits": "(E,) of those, rows whose matched prediction says the specific one",
+    "specific_count": "(E,) rows whose specific predicate differs from the annotated one",
+    "specific_hits": "(E,) of those, rows whose matched prediction says the specific one",
+    "pair_count": "(E,) distinct ground-truth (subject, object) index pairs",
+    "pair_hits": "(E, nK) of those, pairs located by the first K rows, any predicate",
+    "information": "(E, nK) float, summed information of the first K rows' predicates",
+    "informative_count": "(E,) informative triplets given for the image (Neau et al.)",
+    "informative_hits": "(E, nK) of those, matched by the first K rows",
     "predicate_image": "(Q,) index into the (E,) arrays",
     "predicate": "(Q,) predicate class",
     "predicate_count": "(Q,) n_p, rows of that predicate in that image",
@@ -40,8 +45,10 @@ class EvaluationResult:
         mode: the task scored.
         ks: the K values.
         metrics: fractions (not x100) keyed "R@50", "ngR@50", "mR@50", "ngmR@50", "zR@50",
-            "ngzR@50", "A@50", "F@50", "mR@50/head", "ngmR@50/tail", "informative_recall".
-            Undefined values (no image to average) are NaN.
+            "ngzR@50", "A@50", "F@50", "mR@50/head", "ngmR@50/tail", "PairR@50", "IR@50"
+            (InformativeRecall), "specific_predicate_recall"; and "RI@50", the mean summed
+            information in nats (not a fraction). Undefined values (no image to average) are
+            NaN.
         per_predicate_recall: K -> (P + 1,) R_p@K (entry 0, background, is 0).
         per_predicate_ng_recall: K -> (P + 1,) the same without graph constraint.
         per_image: the per-image counts (see ``PER_IMAGE_FIELDS``).
@@ -128,8 +135,10 @@ def aggregate(
     ks: Sequence[int],
     num_predicates: int,
     zero_shot: bool,
-    informative: bool,
+    specific: bool,
     predicate_groups: dict[str, list[int]] | None = None,
+    information: bool = False,
+    informative: bool = False,
 ) -> tuple[dict[str, float], dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Final metrics from per-image counts (doc section 5).
 
@@ -139,8 +148,10 @@ def aggregate(
         ks: the K values, in the order of the (.., nK) columns.
         num_predicates: P + 1, background included; mR divides by P.
         zero_shot: whether a zero-shot list was given (adds zR and ngzR).
-        informative: whether the ground truth carried specific predicates.
+        specific: whether the ground truth carried specific predicates.
         predicate_groups: head / body / tail indices, for part recalls.
+        information: whether a predicate information table was given (adds RI).
+        informative: whether informative triplets were given (adds IR).
 
     Returns:
         ``(metrics, per_predicate_recall, per_predicate_ng_recall)``.
@@ -176,12 +187,20 @@ def aggregate(
             hits = per_image["accuracy_hits"][:, column].sum()
             metrics[f"A@{k}"] = float(hits / total) if total else math.nan
         metrics[f"F@{k}"] = harmonic_mean(recall, mean_recall)
+        metrics[f"PairR@{k}"] = _mean(per_image["pair_hits"][:, column] / per_image["pair_count"])
+        if information:
+            metrics[f"RI@{k}"] = _mean(per_image["information"][:, column])
+        if informative:
+            given = per_image["informative_count"] > 0
+            metrics[f"IR@{k}"] = _mean(
+                per_image["informative_hits"][given, column] / per_image["informative_count"][given]
+            )
         for name, members in (predicate_groups or {}).items():
             members = np.asarray(members, dtype=np.int64)
             metrics[f"mR@{k}/{name}"] = _mean(recall_by_k[k][members]) if scored else math.nan
             metrics[f"ngmR@{k}/{name}"] = _mean(ng_recall_by_k[k][members]) if scored else math.nan
-    if informative:
-        total = per_image["informative_count"].sum()
-        hits = per_image["informative_hits"].sum()
-        metrics["informative_recall"] = float(hits / total) if total else math.nan
+    if specific:
+        total = per_image["specific_count"].sum()
+        hits = per_image["specific_hits"].sum()
+        metrics["specific_predicate_recall"] = float(hits / total) if total else math.nan
     return metrics, recall_by_k, ng_recall_by_k

@@ -96,7 +96,7 @@ def train_detector(config: Config, *, progress: bool = True, resume_anyway: bool
     ).to(context.device)
     info = detector_model_info(detector, vocabulary.objects)
     parameters = [weight for weight in detector.parameters() if weight.requires_grad]
-    optimizer, schedule, scaler = build_optimization(config, parameters, context.device)
+    optimizer, schedule, scaler = build_optimization(config, detector, context.device)
     use_amp = scaler.is_enabled()
     state = TrainingState()
     if resumed is not None:

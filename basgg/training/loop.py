@@ -484,6 +484,14 @@ def restore_training_state(
 ) -> TrainingState:
     """Load the optimiser, schedule and scaler states of a ``model_last.pth`` checkpoint
     (the caller loads the model and the RNG states)."""
+    saved_groups = len(checkpoint["optimizer"].get("param_groups", []))
+    if saved_groups != len(optimizer.param_groups):
+        raise ValueError(
+            f"the checkpoint's optimizer has {saved_groups} parameter group(s), this run "
+            f"{len(optimizer.param_groups)} (SGB's weight and bias groups; checkpoints of "
+            "basgg before them had one): resume is not possible, start a fresh OUTPUT_DIR "
+            "or start from its weights with MODEL.PRETRAINED_MODEL_CKPT"
+        )
     optimizer.load_state_dict(checkpoint["optimizer"])
     schedule.load_state_dict(checkpoint["schedule"])
     if checkpoint.get("scaler"):

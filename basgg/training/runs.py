@@ -177,7 +177,7 @@ def _train(
         val_split = prepare_split(config, model, val_dataset, context=context, progress=progress)
 
     parameters = [p for p in parameters if p.requires_grad]
-    optimizer, schedule, scaler = build_optimization(config, parameters, context.device)
+    optimizer, schedule, scaler = build_optimization(config, model, context.device)
     use_amp = scaler.is_enabled()
     state = TrainingState()
     if resumed is not None:
@@ -326,6 +326,9 @@ def evaluate_checkpoint(
         "checkpoint": str(path),
         "split": split,
         "zero_shot": f"{len(zero_shot)} triplets: {zero_shot_source}",
+        "information": config.TEST.INFORMATION_FILE
+        or "-ln of the train split's predicate frequencies",
+        "informative": config.TEST.INFORMATIVE_FILE or None,
     }
     write_report(result, out_dir, predicate_order=order.tolist(), extra=extra)
     return result, predictions_path

@@ -8,20 +8,28 @@ training layer, the commands and the ``build_*`` functions of the model side rea
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from basgg.config import Config, config_to_dict
+from basgg.config import Config, SolverConfig, config_to_dict
 from basgg.data.predicate_groups import predicate_groups
 from basgg.data.statistics import frequency_bias_init, load_or_compute_statistics
 from basgg.data.vg150 import VG150Dataset
 from basgg.data.vg150_format import VG150Files
 from basgg.data.vocabulary import Vocabulary
-from basgg.evaluation import SGEvaluator, load_zero_shot_file, zero_shot_triplets
+from basgg.evaluation import (
+    SGEvaluator,
+    load_information_file,
+    load_informative_file,
+    load_zero_shot_file,
+    predicate_information,
+    zero_shot_triplets,
+)
 from basgg.models import SceneGraphModel
 from basgg.models.features import class_word_vectors
 from basgg.models.heads import head_spec
@@ -97,21 +105,46 @@ def detector_checkpoint(config: Config) -> str:
     return config.MODEL.PRETRAINED_DETECTOR_CKPT or config.MODEL.PRETRAINED_MODEL_CKPT
 
 
+def parameter_groups(
+    named_parameters: Sequence[tuple[str, torch.nn.Parameter]], solver: SolverConfig
+) -> list[dict[str, Any]]:
+    """SGB's parameter groups (``maskrcnn_benchmark/solver/build.py``, ``rl_factor =
+    IMS_PER_BATCH``): weights at ``BASE_LR x IMS_PER_BATCH`` with ``WEIGHT_DECAY``; every
+    parameter whose name contains ``"bias"`` (as SGB tests it: the frequency-bias table too)
+    at ``BASE_LR x BIAS_LR_FACTOR x IMS_PER_BATCH`` with ``WEIGHT_DECAY_BIAS``. Parameters
+    that need no gradient are left out; so are empty groups."""
+    rate = solver.BASE_LR * solver.IMS_PER_BATCH
+    weights = [p for name, p in named_parameters if p.requires_grad and "bias" not in name]
+    biases = [p for name, p in named_parameters if p.requires_grad and "bias" in name]
+    groups = [
+        {"params": weights, "lr": rate, "weight_decay": solver.WEIGHT_DECAY},
+        {
+            "params": biases,
+            "lr": rate * solver.BIAS_LR_FACTOR,
+            "weight_decay": solver.WEIGHT_DECAY_BIAS,
+        },
+    ]
+    return [group for group in groups if group["params"]]
+
+
 def build_optimization(
-    config: Config, parameters: list[torch.nn.Parameter], device: torch.device
+    config: Config, model: torch.nn.Module, device: torch.device
 ) -> tuple[torch.optim.SGD, LearningRateSchedule, torch.amp.GradScaler]:
-    """SGD over ``parameters``, its warm-up schedule and the AMP gradient scaler (enabled
-    with ``SOLVER.AMP`` on CUDA only), from ``SOLVER``."""
+    """SGD over ``model``'s parameters that need gradients, grouped as SGB groups them
+    (:func:`parameter_groups`), its schedule and the AMP gradient scaler (enabled with
+    ``SOLVER.AMP`` on CUDA only), from ``SOLVER``."""
     solver = config.SOLVER
-    optimizer = torch.optim.SGD(
-        parameters, lr=solver.BASE_LR, momentum=solver.MOMENTUM, weight_decay=solver.WEIGHT_DECAY
-    )
+    groups = parameter_groups(list(model.named_parameters()), solver)
+    if not groups:
+        raise ValueError("the model has no parameter to train (all have requires_grad=False)")
+    optimizer = torch.optim.SGD(groups, lr=solver.BASE_LR, momentum=solver.MOMENTUM)
     schedule = LearningRateSchedule(
         optimizer,
-        base_lr=solver.BASE_LR,
+        base_lr=solver.BASE_LR * solver.IMS_PER_BATCH,
         schedule_type=solver.SCHEDULE.TYPE,
         warmup_iters=solver.WARMUP_ITERS,
         warmup_start=solver.WARMUP_FACTOR,
+        warmup_method=solver.WARMUP_METHOD,
         steps=solver.STEPS,
         gamma=solver.GAMMA,
         patience=solver.SCHEDULE.PATIENCE,
@@ -180,16 +213,21 @@ def frequency_table(config: Config, context: DistributedContext) -> Tensor:
 
 
 def word_vectors(config: Config, names: tuple[str, ...]) -> Tensor:
-    """(C, EMBED_DIM) class word vectors from ``GLOVE_PATH`` ("" = the GloVe package,
-    "random" = seeded random vectors)."""
+    """(C, EMBED_DIM) class word vectors from ``GLOVE_PATH`` ("" = ``GLOVE_DIR``'s
+    ``glove.6B.<EMBED_DIM>d.txt`` when set, else the GloVe package; "random" = seeded random
+    vectors)."""
     dim = config.MODEL.ROI_RELATION_HEAD.EMBED_DIM
     if config.GLOVE_PATH == RANDOM:
         generator = torch.Generator().manual_seed(mix_seed(config.SEED, 5))
         return torch.randn(len(names), dim, generator=generator) * RANDOM_WORD_STD
+    path = config.GLOVE_PATH or None
+    if path is None and config.GLOVE_DIR:
+        path = str(Path(config.GLOVE_DIR) / f"glove.6B.{dim}d.txt")
     try:
-        vectors = load_glove(config.GLOVE_PATH or None, dim=dim)
+        vectors = load_glove(path, dim=dim)
     except AssetError as error:
-        raise ValueError(f"GLOVE_PATH: {error} (or set GLOVE_PATH random)") from error
+        key = "GLOVE_PATH" if config.GLOVE_PATH or not config.GLOVE_DIR else "GLOVE_DIR"
+        raise ValueError(f"{key}: {error} (or set GLOVE_PATH random)") from error
     return class_word_vectors(names, vectors)
 
 
@@ -217,6 +255,7 @@ def make_evaluator_factory(
     groups = None
     if train_counts is not None:
         groups = predicate_groups(vocabulary.predicates, train_counts)
+    information, informative = extra_metric_inputs(config, vocabulary, train_counts)
 
     def make() -> SGEvaluator:
         return SGEvaluator(
@@ -226,9 +265,30 @@ def make_evaluator_factory(
             zero_shot_triplets=zero_shot,
             predicate_groups=groups,
             predicate_names=vocabulary.predicates,
+            predicate_information=information,
+            informative_triplets=informative,
         )
 
     return make
+
+
+def extra_metric_inputs(
+    config: Config, vocabulary: Vocabulary, train_counts: np.ndarray | None
+) -> tuple[np.ndarray | None, dict[int, np.ndarray] | None]:
+    """The RI@K information table (``TEST.INFORMATION_FILE``, else -ln of the train split's
+    predicate frequencies) and the InformativeRecall@K triplets (``TEST.INFORMATIVE_FILE``)."""
+    test = config.TEST
+    information = None
+    if test.INFORMATION_FILE:
+        information = load_information_file(test.INFORMATION_FILE, vocabulary.predicates)
+    elif train_counts is not None and train_counts[1:].sum() > 0:
+        information = predicate_information(train_counts)
+    informative = None
+    if test.INFORMATIVE_FILE:
+        informative = load_informative_file(
+            test.INFORMATIVE_FILE, vocabulary.objects, vocabulary.predicates
+        )
+    return information, informative
 
 
 def split_zero_shot_triplets(

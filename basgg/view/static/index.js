@@ -52,6 +52,10 @@
     }
     table.appendChild(el("thead", {}, head, multi ? names : null));
     const body = el("tbody");
+    function cell(key, value) {  // RI@K is in nats, everything else a fraction shown x100
+      if (!/^RI@/.test(key)) return B.percent(value);
+      return value === null || value === undefined || Number.isNaN(value) ? "–" : value.toFixed(1);
+    }
     function add(label, keys) {
       const tr = el("tr", { "data-metric": label }, el("th", { text: label }));
       for (const key of keys) {
@@ -59,7 +63,7 @@
         const top = Math.max.apply(null, values.map(function (v) { return v === null || v === undefined ? -Infinity : v; }));
         values.forEach(function (value, m) {
           const best = multi && value !== null && value !== undefined && value === top && values.some(function (v) { return v !== value; });
-          tr.appendChild(el("td", { class: "num model-" + m + (m === 0 ? " k" : "") + (best ? " best" : ""), text: key ? B.percent(value) : "" }));
+          tr.appendChild(el("td", { class: "num model-" + m + (m === 0 ? " k" : "") + (best ? " best" : ""), text: key ? cell(key, value) : "" }));
         });
       }
       body.appendChild(tr);
@@ -68,7 +72,7 @@
     table.appendChild(body);
     const box = document.getElementById("metrics");
     box.appendChild(table);
-    if (plain.length) {  // metrics without a K, e.g. informative_recall
+    if (plain.length) {  // metrics without a K, e.g. specific_predicate_recall
       const other = el("table", { class: "metrics other", id: "other-metrics" });
       const top = el("tr", {}, el("th", { text: "metric" }));
       S.models.forEach(function (model, m) { top.appendChild(el("th", { class: "num model-" + m, text: model.name })); });
@@ -89,7 +93,7 @@
     }
     const counts = S.models[0].counts || {};
     box.appendChild(el("p", { class: "muted", text:
-      "×100. " + (counts.images_scored !== undefined ? counts.images_scored + " of " + counts.images +
+      "×100 (RI: nats). " + (counts.images_scored !== undefined ? counts.images_scored + " of " + counts.images +
       " images scored (images without GT relation or prediction are skipped, as SGB does); " : "") +
       (S.zero_shot_triplets !== undefined ? S.zero_shot_triplets + " zero-shot triplets. " : "") +
       (S.models.length > 1 ? "Bold: the better model." : "") }));
