@@ -18,8 +18,7 @@ import torch
 from basgg.config import Config, load_config
 from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import format_table, write_predictions, write_report
-from basgg.models import SceneGraphModel
-from basgg.structures import Mode
+from basgg.models import SceneGraphModel, uses_detector
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
     FINAL_CHECKPOINT,
@@ -91,7 +90,7 @@ def load_trained_model(
     branch and adjustment matrix so that its weights load.
     """
     checkpoint = read_checkpoint(path)
-    if config.mode is Mode.SGDET:
+    if uses_detector(config):  # the checkpoint's detector architecture
         sync_detector_config(config, checkpoint.get("config", {}), source=str(path))
     return build_trained_model(config, checkpoint, path, vocabulary=vocabulary).to(device)
 

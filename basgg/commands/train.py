@@ -20,8 +20,7 @@ from pathlib import Path
 from basgg.config import Config, load_config, save_config
 from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import rank_relations
-from basgg.models import SceneGraphModel, build_model
-from basgg.structures import Mode
+from basgg.models import SceneGraphModel, build_model, uses_detector
 from basgg.training.checkpoint import (
     FINAL_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -106,8 +105,11 @@ def train(config: Config, *, progress: bool = True) -> TrainingState:
         shutdown_distributed()
 
 
-def _load_detector_weights(config: Config, model: SceneGraphModel, vocabulary: Vocabulary) -> None:
-    """Give an SGDet model the weights of ``MODEL.PRETRAINED_DETECTOR_CKPT``.
+def _load_detector_weights(
+    config: Config, model: SceneGraphModel, vocabulary: Vocabulary, *, feature_heads: bool = True
+) -> None:
+    """Give the model the weights of ``MODEL.PRETRAINED_DETECTOR_CKPT`` (SGDet's detector,
+    the detector features' trunk and, with ``feature_heads``, their starting box head).
 
     Raises:
         CheckpointError: naming the file when it is not a detector checkpoint or its classes
@@ -116,7 +118,7 @@ def _load_detector_weights(config: Config, model: SceneGraphModel, vocabulary: V
     detector, _ = load_detector(
         Path(config.MODEL.PRETRAINED_DETECTOR_CKPT), object_names=vocabulary.objects
     )
-    model.detector.load_state_dict(detector.state_dict())
+    model.load_detector(detector, feature_heads=feature_heads)
 
 
 def _train(config: Config, context: DistributedContext, *, progress: bool) -> TrainingState:
@@ -125,8 +127,8 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
     if solver.SCHEDULE.TYPE == "WarmupReduceLROnPlateau":
         check_metric_name(solver.SCHEDULE.METRIC, config.TEST.TOP_KS, "SOLVER.SCHEDULE.METRIC")
     output_dir = Path(config.OUTPUT_DIR)
-    sgdet = config.mode is Mode.SGDET
-    if sgdet:  # build the detector its checkpoint holds
+    with_detector = uses_detector(config)  # SGDet or the detector's relation features
+    if with_detector:  # build the detector its checkpoint holds
         source = detector_checkpoint(config)
         sync_detector_config(config, read_checkpoint(source)["config"], source=source)
     seed_everything(config.SEED)  # the same initial weights in every process
@@ -148,8 +150,8 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
     parameters = list(model.parameters())
     if is_stage_two(config):
         parameters = setup_stage_two(config, model, model_info=model_info(model, vocabulary))
-    if sgdet and config.MODEL.PRETRAINED_DETECTOR_CKPT:
-        _load_detector_weights(config, model, vocabulary)
+    if with_detector and config.MODEL.PRETRAINED_DETECTOR_CKPT:  # stage 2 keeps its heads
+        _load_detector_weights(config, model, vocabulary, feature_heads=not is_stage_two(config))
     model.to(context.device)
     broadcast_model(model, context)
     if context.enabled:
@@ -182,8 +184,8 @@ def _train(config: Config, context: DistributedContext, *, progress: bool) -> Tr
             print(f"resuming from {last} at iteration {state.iteration}")
     elif config.MODEL.PRETRAINED_MODEL_CKPT and not is_stage_two(config):
         load_model_weights(config.MODEL.PRETRAINED_MODEL_CKPT, model, model_info=info)
-        if sgdet and config.MODEL.PRETRAINED_DETECTOR_CKPT:  # the detector the inputs came from
-            _load_detector_weights(config, model, vocabulary)
+        if with_detector and config.MODEL.PRETRAINED_DETECTOR_CKPT:  # the inputs' detector
+            _load_detector_weights(config, model, vocabulary, feature_heads=False)
 
     settings = TrainingSettings(
         max_iter=solver.MAX_ITER,

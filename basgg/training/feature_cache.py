@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -78,6 +78,11 @@ class FeatureCache:
         count = int(self.num_objects[index])
         start = int(self._pair_start[index])
         return self.union_features[start : start + count * (count - 1)].float()
+
+    def take(self, indices: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
+        """Object and union features of each image of ``indices`` (the interface every
+        feature source of a :class:`SplitData` has)."""
+        return [self.objects(i) for i in indices], [self.unions(i) for i in indices]
 
     def state(self) -> dict:
         return {
@@ -214,7 +219,8 @@ class SplitData:
         dataset: the VG150 split (for "train", ``dataset[i]`` gives the training target).
         inputs: per image, the graph whose boxes the features were extracted for (PredCls,
             SGCls: the evaluation ground truth for "val" and "test"; SGDet: the proposals).
-        features: the cached features of ``inputs``.
+        features: the features of ``inputs``: this cache, or any source with
+            ``num_objects`` and ``take(indices)`` (:mod:`basgg.training.feature_storage`).
         ground_truths: SGDet "val"/"test": the evaluation ground truths (else ``None``:
             ``inputs`` are the ground truths).
         detector_logits: SGDet: per image (N_i, C + 1) detector class logits of ``inputs``.
@@ -223,7 +229,7 @@ class SplitData:
     name: str
     dataset: VG150Dataset
     inputs: list[SceneGraph]
-    features: FeatureCache
+    features: FeatureCache | Any
     ground_truths: list[SceneGraph] | None = None
     detector_logits: list[Tensor] | None = None
 

@@ -6,8 +6,11 @@ caches. Only code here, the commands and :func:`basgg.models.build_model` read t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from basgg.data.vg150_checks import load_image
 from basgg.data.vg150_format import VG150Files
 from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import SGEvaluator, load_zero_shot_file, zero_shot_triplets
-from basgg.models import SceneGraphModel
+from basgg.models import SceneGraphModel, uses_detector
 from basgg.models.features import class_word_vectors
 from basgg.predicate_groups import predicate_groups
 from basgg.pretrained import AssetError, load_backbone_weights, load_glove
@@ -34,15 +37,27 @@ from basgg.training.detection_cache import (
     read_detections,
     save_detections,
 )
-from basgg.training.distributed import DistributedContext, barrier, mix_seed
+from basgg.training.distributed import DistributedContext, barrier, broadcast_object, mix_seed
 from basgg.training.feature_cache import (
     FeatureCache,
     SplitData,
     cache_path,
     computed_once,
     extract_features,
+    inputs_digest,
     read_feature_cache,
     save_feature_cache,
+    state_dict_sha256,
+)
+from basgg.training.feature_storage import (
+    OnlineFrozenFeatures,
+    OnlinePyramids,
+    choose_storage,
+    extract_pyramids,
+    frozen_cache_bytes,
+    pyramid_cache_bytes,
+    read_pyramid_cache,
+    transform_sizes,
 )
 from basgg.training.schedule import LearningRateSchedule
 
@@ -92,8 +107,9 @@ DETECTOR_RUN_SETTINGS = ("SCORE_THRESH", "NMS_THRESH", "DETECTIONS_PER_IMG")
 
 
 def check_stage(config: Config, *, training: bool = False) -> None:
-    """Refuse what a command cannot run: SGDet training without a trained detector."""
-    if config.mode is not Mode.SGDET or not training:
+    """Refuse what a command cannot run: SGDet or detector-feature training without a
+    trained detector."""
+    if not uses_detector(config) or not training:
         return
     detector = config.MODEL.PRETRAINED_DETECTOR_CKPT
     stage_one = config.MODEL.PRETRAINED_MODEL_CKPT
@@ -102,8 +118,9 @@ def check_stage(config: Config, *, training: bool = False) -> None:
             raise ValueError(f"{DETECTOR_KEY}: {detector}: detector checkpoint not found")
     elif not stage_one:
         raise ValueError(
-            f"SGDet (MODEL.ROI_RELATION_HEAD.USE_GT_BOX False) needs a trained detector in "
-            f"{DETECTOR_KEY} (it is empty); train one with basgg train-detector"
+            f"SGDet (MODEL.ROI_RELATION_HEAD.USE_GT_BOX False) and FEATURE_EXTRACTOR "
+            f"RelationFeatureExtractor need a trained detector in {DETECTOR_KEY} (it is "
+            f"empty); train one with basgg train-detector"
         )
 
 
@@ -317,6 +334,32 @@ def prepare_split(
         if split != "train":
             ground_truths = inputs
         inputs, logits = detections.graphs, detections.logits
+    features = split_features(config, model, dataset, inputs, context=context, progress=progress)
+    return SplitData(
+        name=split,
+        dataset=dataset,
+        inputs=inputs,
+        features=features,
+        ground_truths=ground_truths,
+        detector_logits=logits,
+    )
+
+
+def split_features(
+    config: Config,
+    model: SceneGraphModel,
+    dataset: VG150Dataset,
+    inputs: list[SceneGraph],
+    *,
+    context: DistributedContext,
+    progress: bool = True,
+) -> object:
+    """The feature source of a split's ``inputs``, as ``MODEL.FEATURE_STORAGE`` chooses
+    (:mod:`basgg.training.feature_storage`): a cache (read, or extracted after its size was
+    checked against the free disk space) or online features."""
+    if model.relation_features is not None:
+        return _pyramid_features(config, model, dataset, inputs, context=context, progress=progress)
+    split = dataset.split
     paths = [dataset.image_path(index) for index in range(len(dataset))]
     extractor = model.feature_extractor
     path = cache_path(
@@ -342,7 +385,19 @@ def prepare_split(
         bar.close()
         return cache
 
-    cache = computed_once(
+    load = partial(load_split_image, dataset)
+    if not path.exists():
+        needed = frozen_cache_bytes([graph.num_objects for graph in inputs], extractor)
+        storage = choose_storage(
+            config.MODEL.FEATURE_STORAGE,
+            device=context.device,
+            needed=needed,
+            directory=path.parent,
+            what=f"frozen-trunk features of {split}",
+        )
+        if storage == "online":
+            return OnlineFrozenFeatures(extractor, load, inputs)
+    return computed_once(
         path,
         read=lambda: read_feature_cache(path, num_images=len(inputs)),
         compute=extract,
@@ -350,14 +405,71 @@ def prepare_split(
         context=context,
         what="feature cache",
     )
-    return SplitData(
-        name=split,
-        dataset=dataset,
-        inputs=inputs,
-        features=cache,
-        ground_truths=ground_truths,
-        detector_logits=logits,
-    )
+
+
+def _pyramid_features(
+    config: Config,
+    model: SceneGraphModel,
+    dataset: VG150Dataset,
+    inputs: list[SceneGraph],
+    *,
+    context: DistributedContext,
+    progress: bool,
+) -> object:
+    """The detector-feature source: cached pyramid levels or online pyramids."""
+    split = dataset.split
+    pyramid = model.feature_pyramid
+    load = partial(load_split_image, dataset)
+    num_objects = [graph.num_objects for graph in inputs]
+    paths = [dataset.image_path(index) for index in range(len(dataset))]
+    key = {
+        "inputs": inputs_digest(inputs, paths),
+        "pyramid": state_dict_sha256(pyramid),
+        "levels": pyramid.level_names,
+    }
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    path = feature_cache_dir(config) / f"pyramids_{split}_{name}"
+    online = OnlinePyramids(pyramid, load, num_objects, amp=config.SOLVER.AMP)
+    cached = read_pyramid_cache(path, num_images=len(inputs)) if context.is_main else None
+    if cached is None and context.is_main:
+        probe = pyramid([load(0)])[0] if len(inputs) else None
+        needed = 0
+        if probe is not None:
+            min_size, max_size = transform_sizes(pyramid)
+            needed = pyramid_cache_bytes(
+                [graph.image_size for graph in inputs],
+                channels=int(next(iter(probe.levels.values())).shape[0]),
+                strides=list(probe.strides.values()),
+                min_size=min_size,
+                max_size=max_size,
+            )
+        storage = choose_storage(
+            config.MODEL.FEATURE_STORAGE,
+            device=context.device,
+            needed=needed,
+            directory=path.parent,
+            what=f"detector pyramid features of {split}",
+        )
+        print(
+            f"detector features of {split}: {storage} (a cache would take {needed / 1e9:.2f} "
+            f"GB for {len(inputs)} images)",
+            flush=True,
+        )
+        if storage == "cache":
+            bar = tqdm(total=len(inputs), desc=f"pyramids {split}", disable=not progress)
+            cached = extract_pyramids(
+                pyramid,
+                inputs,
+                load,
+                path,
+                batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
+                progress=bar.update,
+            )
+            bar.close()
+    storage = broadcast_object("cache" if cached is not None else "online", context)
+    if storage == "online":
+        return online
+    return cached if cached is not None else read_pyramid_cache(path, num_images=len(inputs))
 
 
 def prepare_detections(
