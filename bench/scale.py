@@ -28,7 +28,6 @@ import csv
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -126,6 +125,7 @@ def measure(size: int, work: Path, iterations: int, env: dict[str, str]) -> dict
     (output / "train_log.csv").unlink(missing_ok=True)
     row["train"] = run([*python, "train", *common, "SOLVER.MAX_ITER", str(iterations)], env=env)
     row["train_it_per_s"] = round(train_rate(output / "train_log.csv"), 3)
+    row["iterations"] = iterations
     row["test_with_features"] = run([*python, "test", *common], env=env)
     row["test_evaluation"] = run([*python, "test", *common], env=env)
     row.update(cache_estimates(data))
@@ -137,7 +137,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4000, 16000, 64000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/basgg_scale"))
     parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument(
+        "--rows", type=Path, nargs="*", help="only fit: read measured rows (JSON lines) from files"
+    )
     args = parser.parse_args()
+    if args.rows:
+        rows = [
+            json.loads(line)
+            for path in args.rows
+            for line in path.read_text().splitlines()
+            if line.startswith('{"images"')
+        ]
+        report(sorted(rows, key=lambda row: row["images"]))
+        return
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "PYTHONPATH": str(ROOT)}  # fmt: skip
     args.work.mkdir(parents=True, exist_ok=True)
@@ -145,11 +157,20 @@ def main() -> None:
     for size in args.sizes:
         rows.append(measure(size, args.work, args.iterations, env))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    report(rows)
+
+
+def report(rows: list[dict]) -> None:
+    """Print the rows and each cost's power-law fit, extrapolated to VG150's image count."""
     sizes = [row["images"] for row in rows]
     series = {
         "generate_wall_s": [row.get("generate", {}).get("wall_s", 0.0) for row in rows],
         "generate_cpu_s": [row.get("generate", {}).get("cpu_s", 0.0) for row in rows],
         "features_cpu_s": [row["features_train_val"]["cpu_s"] for row in rows],
+        "test_features_and_evaluation_cpu_s": [row["test_with_features"]["cpu_s"] for row in rows],
+        "train_cpu_s_per_iteration": [
+            row["train"]["cpu_s"] / row.get("iterations", 200) for row in rows
+        ],
         "cache_bytes": [row["cache_bytes_train_val"] for row in rows],
         "evaluation_cpu_s": [row["test_evaluation"]["cpu_s"] for row in rows],
         "train_peak_rss_mib": [row["train"]["peak_rss_mib"] for row in rows],
