@@ -13,8 +13,9 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
+from basgg.commands.test import evaluate_checkpoint, load_trained_model
 from basgg.commands.train import train
-from basgg.data.vg150_format import VG150Files
+from basgg.data.vg150_format import VG150Files, read_vocabulary
 from basgg.models import build_relation_features
 from basgg.models.detector import Detector
 from basgg.models.relation_features import rectangle_masks
@@ -30,7 +31,9 @@ from basgg.training.feature_storage import (
     read_pyramid_cache,
 )
 from tests.test_detector import tiny_detector
-from tests.test_sgdet import SGDET, _config, detector_checkpoint  # noqa: F401
+from basgg.config import load_config
+from tests.test_sgdet import SGDET, detector_checkpoint  # noqa: F401
+from tests.test_training import tiny_overrides
 
 DETECTOR_FEATURES = ["MODEL.ROI_RELATION_HEAD.FEATURE_EXTRACTOR", "RelationFeatureExtractor"]
 
@@ -253,11 +256,14 @@ def test_detector_features_train_in_every_mode(
         "sgdet": SGDET,
     }[mode]
     cache = tmp_path / "cache"
-    config = _config(
-        tiny_vg150, tmp_path / "run", cache, detector_checkpoint, *flags, *DETECTOR_FEATURES,
+    config = load_config(None, [
+        *tiny_overrides(tiny_vg150, tmp_path / "run", cache), *flags, *DETECTOR_FEATURES,
+        "MODEL.PRETRAINED_DETECTOR_CKPT", str(detector_checkpoint),
+        "MODEL.DETECTOR.SCORE_THRESH", "0.0", "MODEL.DETECTOR.DETECTIONS_PER_IMG", "5",
         "MODEL.ROI_RELATION_HEAD.PREDICTOR", predictor, "MODEL.FEATURE_STORAGE", storage,
         "SOLVER.MAX_ITER", "2",
-    )  # fmt: skip
+    ])  # fmt: skip
+    assert config.mode.value == mode
     assert train(config, progress=False).iteration == 2
     saved = read_checkpoint(tmp_path / "run" / "model_final.pth")
     detector = read_checkpoint(detector_checkpoint)["model"]
@@ -271,3 +277,47 @@ def test_detector_features_train_in_every_mode(
     assert not torch.equal(weights["relation_features.union_head.fc6.weight"], start)
     assert math.isfinite(float(weights["relation_features.object_head.fc7.weight"].sum()))
     assert bool(list(cache.glob("pyramids_*"))) == (storage == "cache")
+
+    # basgg test and the whole model on an image, from the relation checkpoint alone
+    result, _ = evaluate_checkpoint(config, progress=False)
+    assert "R@50" in result.metrics
+    vocabulary = read_vocabulary(tiny_vg150.dict_path)
+    model = load_trained_model(
+        config, tmp_path / "run" / "model_final.pth", vocabulary=vocabulary, device="cpu"
+    )
+    image = torch.randint(0, 256, (3, 60, 80), dtype=torch.uint8)
+    given = None if mode == "sgdet" else [_graph(boxes()[1], image)]
+    (prediction,) = model.predict_images([image], given)
+    assert prediction.predicate_scores.shape[1] == len(vocabulary.predicates)
+    if mode != "sgdet":
+        assert prediction.relation_pairs.shape == (2, 2)
+
+
+def test_ba_sgg_stage_two_keeps_the_trained_feature_layers(
+    tiny_vg150: VG150Files,
+    detector_checkpoint: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    base = [*DETECTOR_FEATURES, "MODEL.FEATURE_STORAGE", "online"]
+    one = load_config(None, [
+        *tiny_overrides(tiny_vg150, tmp_path / "one", tmp_path / "cache"), *base,
+        "MODEL.PRETRAINED_DETECTOR_CKPT", str(detector_checkpoint), "SOLVER.MAX_ITER", "2",
+    ])  # fmt: skip
+    train(one, progress=False)
+    stage_one = tmp_path / "one" / "model_final.pth"
+    two = load_config(None, [
+        *tiny_overrides(tiny_vg150, tmp_path / "two", tmp_path / "cache"), *base,
+        "MODEL.PRETRAINED_DETECTOR_CKPT", str(detector_checkpoint),  # must not reset the heads
+        "MODEL.PRETRAINED_MODEL_CKPT", str(stage_one),
+        "MODEL.ROI_RELATION_HEAD.WITH_CLEAN_CLASSIFIER", "True", "SOLVER.MAX_ITER", "2",
+    ])  # fmt: skip
+    assert train(two, progress=False).iteration == 2
+    before = read_checkpoint(stage_one)["model"]
+    after = read_checkpoint(tmp_path / "two" / "model_final.pth")
+    assert after["model_info"]["clean_branch"]
+    features = [key for key in before if key.startswith("relation_features.")]
+    assert any(key.endswith("union_head.fc6.weight") for key in features)
+    for key in features:  # frozen in stage 2, and not reloaded from the detector
+        if "running_" not in key and "num_batches" not in key:  # BatchNorm statistics move
+            assert torch.equal(after["model"][key], before[key]), key
+    assert any("_clean" in key for key in after["model"])  # the branch that trained
