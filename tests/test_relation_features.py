@@ -15,6 +15,7 @@ from torchvision.ops import roi_align
 
 from basgg.commands.test import evaluate_checkpoint, load_trained_model
 from basgg.commands.train import train
+from basgg.config import load_config
 from basgg.data.vg150_format import VG150Files, read_vocabulary
 from basgg.models import build_relation_features
 from basgg.models.detector import Detector
@@ -31,7 +32,6 @@ from basgg.training.feature_storage import (
     read_pyramid_cache,
 )
 from tests.test_detector import tiny_detector
-from basgg.config import load_config
 from tests.test_sgdet import SGDET, detector_checkpoint  # noqa: F401
 from tests.test_training import tiny_overrides
 
