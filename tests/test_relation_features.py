@@ -321,3 +321,12 @@ def test_ba_sgg_stage_two_keeps_the_trained_feature_layers(
         if "running_" not in key and "num_batches" not in key:  # BatchNorm statistics move
             assert torch.equal(after["model"][key], before[key]), key
     assert any("_clean" in key for key in after["model"])  # the branch that trained
+
+
+def test_detector_features_without_a_detector_are_refused(tmp_path: Path) -> None:
+    from basgg.training.setup import check_stage
+
+    config = load_config(None, [*DETECTOR_FEATURES, "OUTPUT_DIR", str(tmp_path)])
+    with pytest.raises(ValueError, match="FEATURE_EXTRACTOR RelationFeatureExtractor needs a"):
+        check_stage(config, training=True)
+    check_stage(load_config(None, []), training=True)  # the frozen trunk needs none

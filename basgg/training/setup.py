@@ -117,10 +117,14 @@ def check_stage(config: Config, *, training: bool = False) -> None:
         if not Path(detector).is_file():
             raise ValueError(f"{DETECTOR_KEY}: {detector}: detector checkpoint not found")
     elif not stage_one:
+        user = (
+            "SGDet (MODEL.ROI_RELATION_HEAD.USE_GT_BOX False)"
+            if config.mode is Mode.SGDET
+            else "MODEL.ROI_RELATION_HEAD.FEATURE_EXTRACTOR RelationFeatureExtractor"
+        )
         raise ValueError(
-            f"SGDet (MODEL.ROI_RELATION_HEAD.USE_GT_BOX False) and FEATURE_EXTRACTOR "
-            f"RelationFeatureExtractor need a trained detector in {DETECTOR_KEY} (it is "
-            f"empty); train one with basgg train-detector"
+            f"{user} needs a trained detector in {DETECTOR_KEY} (it is empty); train one "
+            f"with basgg train-detector"
         )
 
 
