@@ -12,13 +12,15 @@ each under ``/usr/bin/time``-style accounting (wall, CPU, peak RSS of that proce
 
 It also computes, without running a detector, how big the two kinds of cache would be:
 the frozen-trunk cache (object + every ordered pair's union vector) and the detector-pyramid
-cache of ``MODEL.FEATURE_STORAGE cache`` (see docs/features.md), and fits each measured cost
-to ``a * images**b`` to extrapolate to VG150's 108,073 images. Usage::
+cache of ``MODEL.FEATURE_STORAGE cache`` (see docs/features.md). Each measured cost is fitted
+as ``fixed + per_image * images`` (extrapolated to VG150's 108,073 images) and as
+``a * images**b`` (the exponent b says how it grows). Usage::
 
     OMP_NUM_THREADS=1 python bench/scale.py --sizes 1000 4000 16000 --work /tmp/scale \\
         --iterations 200 > scale.json
 
-The JSON report goes to stdout; progress to stderr. Nothing is downloaded.
+The JSON report goes to stdout; progress and one JSON line per size to stderr
+(``--rows FILE...`` fits rows saved from earlier runs). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -89,6 +91,16 @@ def cache_estimates(data_dir: Path) -> dict[str, float]:
         "trunk_cache_bytes_per_image": trunk,
         "pyramid_cache_bytes_per_image": float(64 * levels * 2),
     }
+
+
+def linear_fit(sizes: list[int], values: list[float]) -> tuple[float, float]:
+    """(fixed, per_image) of value = fixed + per_image * size by least squares."""
+    mean_x, mean_y = sum(sizes) / len(sizes), sum(values) / len(values)
+    spread = sum((x - mean_x) ** 2 for x in sizes)
+    if spread == 0:
+        return float("nan"), float("nan")
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(sizes, values, strict=True)) / spread
+    return mean_y - slope * mean_x, slope
 
 
 def power_fit(sizes: list[int], values: list[float]) -> tuple[float, float]:
@@ -176,10 +188,17 @@ def report(rows: list[dict]) -> None:
         "train_peak_rss_mib": [row["train"]["peak_rss_mib"] for row in rows],
         "evaluation_peak_rss_mib": [row["test_evaluation"]["peak_rss_mib"] for row in rows],
     }
+    series["features_peak_rss_mib"] = [row["features_train_val"]["peak_rss_mib"] for row in rows]
     extrapolation = {}
     for name, values in series.items():
-        a, b = power_fit(sizes, values)
-        extrapolation[name] = {"exponent": round(b, 3), "vg150": a * VG150_IMAGES**b}
+        _, exponent = power_fit(sizes, values)
+        fixed, per_image = linear_fit(sizes, values)
+        extrapolation[name] = {
+            "exponent": round(exponent, 3),
+            "fixed": round(fixed, 4),
+            "per_image": per_image,
+            "vg150_linear": fixed + per_image * VG150_IMAGES,
+        }
     last = rows[-1]
     extrapolation["trunk_cache_bytes_vg150_at_synthvg_density"] = (
         last["trunk_cache_bytes_per_image"] * VG150_IMAGES
