@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch is imported by the functions that use it
+    from torch import Tensor
 
 
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -68,6 +71,8 @@ def box_iou_plus_one(a: Tensor | np.ndarray, b: Tensor | np.ndarray) -> np.ndarr
 
 def intersection_area(a: Tensor, b: Tensor) -> Tensor:
     """Pairwise intersection area without the +1 convention. (N, 4) x (M, 4) -> (N, M)."""
+    import torch
+
     left_top = torch.maximum(a[:, None, :2], b[None, :, :2])
     right_bottom = torch.minimum(a[:, None, 2:], b[None, :, 2:])
     wh = (right_bottom - left_top).clamp(min=0)
@@ -76,6 +81,8 @@ def intersection_area(a: Tensor, b: Tensor) -> Tensor:
 
 def union_boxes(subject: Tensor, object_: Tensor) -> Tensor:
     """Smallest box covering each (subject, object) box pair. (R, 4) x (R, 4) -> (R, 4)."""
+    import torch
+
     return torch.cat(
         [
             torch.minimum(subject[:, :2], object_[:, :2]),

@@ -26,7 +26,6 @@ import yaml
 
 from basgg.structures import Mode
 
-PREDICTORS = ("MotifPredictor", "VCTreePredictor", "TransformerPredictor", "FrequencyPredictor")
 FEATURE_EXTRACTORS = ("FrozenBackbone", "RelationFeatureExtractor")
 FEATURE_STORAGES = ("auto", "cache", "online")
 
@@ -69,7 +68,7 @@ class TransformerConfig:
 class RelationHeadConfig:
     """The relation head (``MODEL.ROI_RELATION_HEAD``)."""
 
-    PREDICTOR: Literal[PREDICTORS] = "MotifPredictor"  # type: ignore[valid-type]
+    PREDICTOR: str = "MotifPredictor"  # a registered head (basgg.models.heads.HEADS)
     USE_GT_BOX: bool = True
     USE_GT_OBJECT_LABEL: bool = True
     WITH_CLEAN_CLASSIFIER: bool = False
@@ -118,6 +117,7 @@ class DetectorConfig:
     training and ``basgg predict`` use it frozen (``MODEL.PRETRAINED_DETECTOR_CKPT``).
     """
 
+    ARCHITECTURE: Literal["basgg", "sgb"] = "basgg"  # sgb: SGB's X-101-FPN (docs/detector.md)
     BACKBONE: str = "efficientnet_lite0"  # any MODEL.BACKBONE.NAME choice
     BACKBONE_WEIGHTS: str = ""  # ImageNet init: "" = the installed package's, a file, "random"
     TRAINABLE_LAYERS: int = 3  # backbone stages fine-tuned (0: frozen body)
@@ -203,6 +203,7 @@ class Config:
 
     OUTPUT_DIR: str = "outputs/run"
     SEED: int = 0
+    NUM_THREADS: int = 0  # torch intra-op CPU threads; 0 = automatic (basgg/threads.py)
     GLOVE_PATH: str = ""  # word vectors; "" = the installed GloVe package, "random" = none
     FEATURE_CACHE_DIR: str = ""  # feature (and detection) caches; "" = OUTPUT_DIR/feature_cache
     DATASETS: DatasetsConfig = field(default_factory=DatasetsConfig)

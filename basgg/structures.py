@@ -1,12 +1,18 @@
-"""The one scene-graph structure that flows from data to model to metrics to pictures."""
+"""The one scene-graph structure that flows from data to model to metrics to pictures.
+
+torch is imported on first use, not with this module: ``Mode`` and the evaluation of a
+predictions file (``basgg eval``) run without it.
+"""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
 class Mode(str, enum.Enum):
@@ -84,6 +90,8 @@ class SceneGraph:
 
     def validate(self) -> None:
         """Raise :class:`SceneGraphError` naming the field that is inconsistent."""
+        import torch
+
         n, r = self.boxes.shape[0] if self.boxes.ndim == 2 else -1, self.relation_pairs.shape[0]
         _check(
             self.boxes.ndim == 2 and self.boxes.shape[1] == 4,
@@ -140,6 +148,8 @@ class SceneGraph:
 
     def to(self, device: torch.device | str) -> SceneGraph:
         """A copy with every tensor moved to ``device``."""
+        from torch import Tensor
+
         moved = {
             f.name: getattr(self, f.name).to(device)
             for f in fields(self)
@@ -150,6 +160,8 @@ class SceneGraph:
     @classmethod
     def empty(cls, image_size: tuple[int, int], image_id: int = -1) -> SceneGraph:
         """A graph with no objects and no relations."""
+        import torch
+
         return cls(
             boxes=torch.zeros((0, 4), dtype=torch.float32),
             labels=torch.zeros((0,), dtype=torch.int64),

@@ -25,14 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from basgg.config import load_config  # noqa: E402
-from basgg.models.detector import Detector, detector_from_config  # noqa: E402
+from basgg.models.detector import Detector  # noqa: E402
+from basgg.models.detector_builder import detector_from_config  # noqa: E402
 from basgg.structures import SceneGraph  # noqa: E402
+from basgg.training.caches import load_split_image  # noqa: E402
 from basgg.training.detector_training import (  # noqa: E402
     evaluate_detector,
     load_detector,
     train_step,
 )
-from basgg.training.setup import build_dataset, load_split_image, resolve_config_path  # noqa: E402
+from basgg.training.setup import build_dataset, resolve_config_path  # noqa: E402
 
 NUM_CLASSES = 69  # default SynthVG: 68 objects + background
 HEIGHT, WIDTH = 240, 320

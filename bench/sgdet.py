@@ -31,14 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from basgg.commands.confmat import compute_confusion_matrix  # noqa: E402
-from basgg.commands.demo import STAGE_TWO_OVERRIDES  # noqa: E402
-from basgg.commands.test import evaluate_checkpoint  # noqa: E402
-from basgg.commands.train import train  # noqa: E402
-from basgg.commands.train_detector import train_detector  # noqa: E402
 from basgg.config import load_config  # noqa: E402
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
+from basgg.training.detector_runs import train_detector  # noqa: E402
+from basgg.training.runs import compute_confusion_matrix, evaluate_checkpoint, train  # noqa: E402
 from basgg.training.setup import PACKAGED_CONFIGS  # noqa: E402
+from basgg.training.stages import STAGE_TWO_OVERRIDES  # noqa: E402
 
 HEAD = "MODEL.ROI_RELATION_HEAD."
 KS = (20, 50, 100)

@@ -28,10 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 from basgg.config import load_config  # noqa: E402
 from basgg.models import build_model  # noqa: E402
-from basgg.models.relation_head import HEADS  # noqa: E402
+from basgg.models.heads import HEADS  # noqa: E402
 from basgg.structures import SceneGraph  # noqa: E402
+from basgg.training.caches import SplitData  # noqa: E402
 from basgg.training.distributed import DistributedContext  # noqa: E402
-from basgg.training.feature_cache import FeatureCache, SplitData  # noqa: E402
+from basgg.training.feature_cache import FeatureCache  # noqa: E402
 from basgg.training.loop import TrainingSettings, train_step  # noqa: E402
 
 NUM_OBJECT_CLASSES = 68

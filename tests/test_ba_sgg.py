@@ -139,6 +139,7 @@ def test_demo_stage_configs_share_everything_but_the_stage(tmp_path: Path) -> No
     assert "R@100" in table and "50.0" in table and "12.5" in table and "25.0" in table
 
 
+@pytest.mark.slow
 def test_demo_runs_both_stages_and_resumes(
     tiny_vg150: VG150Files, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -148,6 +149,7 @@ def test_demo_runs_both_stages_and_resumes(
     first = capsys.readouterr().out
     assert "stage 1 (general model): training" in first and "BA-SGG" in first
     assert "informative R" in first and (tmp_path / "demo" / "comparison.png").is_file()
+    assert f"results site: {tmp_path / 'demo' / 'site' / 'index.html'}" in first
     assert main(["demo", "--no-progress", *overrides, "SOLVER.MAX_ITER", "2"]) == 0
     second = capsys.readouterr().out
     assert (

@@ -170,3 +170,25 @@ def test_backbone_normalises_and_stays_frozen() -> None:
         lite.normalise(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8)).flatten().tolist()
         == [1.0] * 3
     )
+
+
+def test_folded_batch_norms_give_the_same_features_and_follow_new_weights() -> None:
+    torch.manual_seed(0)
+    backbone = build_backbone("efficientnet_lite0", weights=None, stride=16)
+    for module in backbone.modules():  # non-trivial statistics, so folding matters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    images = torch.randint(0, 256, (2, 3, 64, 96), dtype=torch.uint8)
+    plain = backbone.body(backbone.normalise(images))
+    folded = backbone(images)
+    torch.testing.assert_close(folded, plain, rtol=1e-5, atol=1e-5)
+    body = backbone.inference_body()
+    assert body is not backbone.body
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in body.modules())
+    assert "_folded" not in "".join(backbone.state_dict())
+    other = build_backbone("efficientnet_lite0", weights=None, stride=16)
+    backbone.load_state_dict(other.state_dict())  # in-place copies: the fold is rebuilt
+    torch.testing.assert_close(
+        backbone(images), other.body(other.normalise(images)), rtol=1e-5, atol=1e-5
+    )

@@ -37,8 +37,8 @@ from basgg.data.json_format import (
     write_annotations,
 )
 from basgg.data.summary import summarize_dataset
-from basgg.data.synthvg import generate_dataset, load_settings
 from basgg.data.vocabulary import VG150_OBJECTS
+from basgg.synthvg.generator import generate_dataset, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "own_data" / "annotations.json"

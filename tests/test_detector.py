@@ -281,7 +281,7 @@ def trained(tiny_vg150: VG150Files, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def detector_training_run(config) -> dict:
-    from basgg.commands.train_detector import train_detector
+    from basgg.training.detector_runs import train_detector
 
     return train_detector(config, progress=False)
 

@@ -12,11 +12,11 @@ import torch
 import yaml
 from test_training import tiny_overrides
 
-from basgg.commands.train import train
 from basgg.config import config_to_dict, load_config
 from basgg.data.vg150_format import VG150Files
 from basgg.training.checkpoint import read_checkpoint
 from basgg.training.distributed import DistributedContext, batch_items, epoch_order
+from basgg.training.runs import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +45,7 @@ def test_process_shares_make_up_the_one_process_batch() -> None:
         batch_items(0, num_items=7, batch_size=1, seed=0, context=two[0])
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(tiny_vg150: VG150Files, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     # no dropout: the processes' forward passes then draw no random numbers
@@ -60,7 +61,7 @@ def test_two_gloo_processes_equal_one_process(tiny_vg150: VG150Files, tmp_path: 
     script = tmp_path / "run_train.py"
     script.write_text(
         "import sys\n"
-        "from basgg.commands.train import train\n"
+        "from basgg.training.runs import train\n"
         "from basgg.config import load_config\n"
         "train(load_config(sys.argv[1]), progress=False)\n"
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +14,9 @@ import pytest
 import torch
 
 from basgg.cli import main
+from basgg.data.vg150 import VG150Dataset
 from basgg.data.vg150_format import VG150Files, write_vg150
+from basgg.data.vg150_targets import read_split_targets, relation_counts
 from basgg.data.vocabulary import BACKGROUND, Vocabulary
 from basgg.evaluation import write_predictions
 from basgg.structures import SceneGraph
@@ -153,3 +158,44 @@ def test_eval_rejects_a_mismatched_file(tmp_path: Path, dataset: Path, capsys) -
     assert "bad.h5: image 1 (image_id 4): field boxes has 1 boxes, the ground truth has 2" in error
     assert main(["eval", str(tmp_path / "none.h5"), "--data", str(dataset)]) == 2
     assert "none.h5: predictions file not found" in capsys.readouterr().err
+
+
+def test_eval_no_plot_and_no_torch(tmp_path: Path, dataset: Path) -> None:
+    """``basgg eval`` imports neither torch nor matplotlib with --no-plot (a fresh process)."""
+    path = write(tmp_path / "run.h5", [predcls_prediction(TEST[0]), predcls_prediction(TEST[1])])
+    out = tmp_path / "report"
+    code = (
+        "import sys\n"
+        "from basgg.cli import main\n"
+        f"status = main(['eval', {str(path)!r}, '--data', {str(dataset)!r}, '--val-size', '0',"
+        f" '--out', {str(out)!r}, '--no-plot'])\n"
+        "loaded = [m for m in ('torch', 'matplotlib', 'torchvision') if m in sys.modules]\n"
+        "print('loaded:', loaded)\n"
+        "sys.exit(status)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout
+    assert (out / "metrics.json").is_file() and (out / "confusion_matrix.npy").is_file()
+    assert not list(out.glob("*.png"))
+
+
+def test_packed_targets_equal_the_dataset_ground_truth(dataset: Path) -> None:
+    files = VG150Files(dataset)
+    targets, vocabulary = read_split_targets(files, splits=["test", "train"], val_size=1)
+    assert vocabulary == VOCABULARY
+    for split, packed in targets.items():
+        reference = VG150Dataset(files, split=split, val_size=1, load_images=False)
+        assert len(packed) == len(reference) > 0
+        for index in range(len(reference)):
+            expected, got = reference.ground_truth(index), packed.graph(index)
+            assert (got.image_id, got.image_size) == (expected.image_id, expected.image_size)
+            for field in ("boxes", "labels", "relation_pairs", "predicates"):
+                assert torch.equal(getattr(got, field), getattr(expected, field)), field
+        np.testing.assert_array_equal(
+            relation_counts(packed, vocabulary.num_predicates), reference.relation_counts()
+        )

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from basgg.models.context_motifs import nms_object_labels, object_orders
+from basgg.models.context_common import nms_object_labels
+from basgg.models.context_motifs import object_orders
 from basgg.models.context_vctree import cooccurrence_from_frequency_bias
-from basgg.models.losses import TREE_PAIR_LOGITS, tree_score_loss
+from basgg.models.heads import HEADS, build_head
+from basgg.models.losses import tree_score_loss
 from basgg.models.predicate_classifier import adjustment_matrix
-from basgg.models.relation_head import HEADS, RelationBatch, RelationHead
+from basgg.models.relation_head import RelationHead
+from basgg.models.relation_types import TREE_PAIR_LOGITS, RelationBatch
 from basgg.models.tree_lstm import Forest, binarize, spanning_tree
 from basgg.structures import Mode
 
@@ -31,7 +34,7 @@ SMALL_SIZES = {
         "value_dim": 8,
         "inner_dim": 32,
     },
-    "FrequencyPredictor": {},
+    "FrequencyPredictor": {"frequency_bias_dropout": 0.0},
 }
 
 
@@ -52,7 +55,7 @@ def make_head(name: str, mode: Mode, **overrides: object) -> RelationHead:
         **SMALL_SIZES[name],
         **overrides,
     }
-    return HEADS[name](**kwargs)
+    return build_head(name, **kwargs)
 
 
 def make_batch(
@@ -343,6 +346,6 @@ def test_vctree_tree_loss_falls_below_ln2_with_a_frequency_prior() -> None:
 
 
 def test_transformer_context_dropout_reaches_every_dropout_layer() -> None:
-    head = make_head("TransformerPredictor", Mode.SGCLS, context_dropout=0.37)
+    head = make_head("TransformerPredictor", Mode.SGCLS, dropout=0.37)
     rates = {m.p for m in head.context.modules() if isinstance(m, torch.nn.Dropout)}
     assert rates == {0.37}

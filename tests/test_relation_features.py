@@ -13,8 +13,6 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from basgg.commands.test import evaluate_checkpoint, load_trained_model
-from basgg.commands.train import train
 from basgg.config import load_config
 from basgg.data.vg150_format import VG150Files, read_vocabulary
 from basgg.models import build_relation_features
@@ -31,6 +29,7 @@ from basgg.training.feature_storage import (
     pyramid_cache_bytes,
     read_pyramid_cache,
 )
+from basgg.training.runs import evaluate_checkpoint, load_trained_model, train
 from tests.test_detector import tiny_detector
 from tests.test_sgdet import SGDET, detector_checkpoint  # noqa: F401
 from tests.test_training import tiny_overrides

@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from basgg.commands.test import evaluate_checkpoint, load_trained_model
-from basgg.commands.train import train
 from basgg.config import config_to_dict, load_config
 from basgg.data.vg150_format import VG150Files, read_vocabulary
-from basgg.models.detector import detector_from_config
+from basgg.models.detector_builder import detector_from_config
 from basgg.structures import Mode, SceneGraph
 from basgg.training.checkpoint import CHECKPOINT_FORMAT, atomic_save, read_checkpoint
 from basgg.training.detection_cache import merge_ground_truth, read_detections, save_detections
+from basgg.training.runs import evaluate_checkpoint, load_trained_model, train
 from tests.test_training import tiny_overrides
 
 SGDET = [
@@ -123,6 +122,7 @@ def _config(files: VG150Files, out: Path, cache: Path, detector: Path, *extra: s
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sgdet_trains_tests_and_runs_stage_two(
     tiny_vg150: VG150Files, detector_checkpoint: Path, tmp_path: Path
 ) -> None:

@@ -15,8 +15,10 @@ import yaml
 
 from basgg.boxes import decode_vg_boxes
 from basgg.cli import main
-from basgg.data.glyphs import load_glyphs
-from basgg.data.synthvg import (
+from basgg.data.vg150_format import VG150Files
+from basgg.data.vocabulary import BACKGROUND, VG150_OBJECTS, VG150_PREDICATES
+from basgg.synthvg.animals import perched, pet
+from basgg.synthvg.generator import (
     SynthSettings,
     generate_dataset,
     load_settings,
@@ -24,19 +26,18 @@ from basgg.data.synthvg import (
     synthesize,
     synthvg_vocabulary,
 )
-from basgg.data.synthvg_animals import perched, pet
-from basgg.data.synthvg_grammar import (
+from basgg.synthvg.glyphs import load_glyphs
+from basgg.synthvg.grammar import (
     PREDICATE_ANCESTORS,
     PlannedObject,
     SceneBuilder,
     TrueRelation,
     annotate,
 )
-from basgg.data.synthvg_scenery import add_table, lay_ground
-from basgg.data.synthvg_situations import rider
-from basgg.data.synthvg_spatial import spatial_predicates
-from basgg.data.vg150_format import VG150Files
-from basgg.data.vocabulary import BACKGROUND, VG150_OBJECTS, VG150_PREDICATES
+from basgg.synthvg.scenery import add_table, lay_ground
+from basgg.synthvg.settings import ANCHOR_SITUATION_NAMES
+from basgg.synthvg.situations import ANCHOR_SITUATIONS, rider
+from basgg.synthvg.spatial import spatial_predicates
 
 TINY = {"num_train": 6, "num_test": 3, "image_size": (160, 120), "seed": 3}
 
@@ -318,3 +319,7 @@ def test_vocabulary_follows_the_situations_that_record_spatial_relations() -> No
     assert not never & set(predicates) and {"near", "under"} <= set(predicates)
     labels = {label for image in sample_annotations(settings, range(150)) for label, _ in image}
     assert not never & labels and {"near", "under"} <= labels
+
+
+def test_settings_name_the_anchor_situations_the_generator_builds() -> None:
+    assert ANCHOR_SITUATION_NAMES == tuple(ANCHOR_SITUATIONS)  # same names, same order

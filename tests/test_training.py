@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from basgg.commands.train import train
 from basgg.config import Config, load_config
 from basgg.data.vg150_format import VG150Files
 from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import rank_relations
 from basgg.models import build_model
-from basgg.models.relation_head import HEADS
+from basgg.models.heads import HEADS
 from basgg.structures import SceneGraph
 from basgg.training import loop
 from basgg.training.checkpoint import read_checkpoint
+from basgg.training.runs import train
 from basgg.training.schedule import LearningRateSchedule, multistep_factor, warmup_factor
 
 

@@ -8,7 +8,8 @@ Steps, each skipped when its output exists (so an interrupted demo resumes):
    ``OUTPUT_DIR/stage1``;
 4. the stage-1 confusion matrix on train (``basgg confmat``) in ``OUTPUT_DIR/stage1``;
 5. stage 2, BA-SGG (both flags, :data:`STAGE_TWO_OVERRIDES`) in ``OUTPUT_DIR/stage2``;
-6. both models on the test split, a side-by-side table and ``OUTPUT_DIR/comparison.png``.
+6. both models on the test split, a side-by-side table and ``OUTPUT_DIR/comparison.png``;
+7. the results site of both models (``basgg view``) in ``OUTPUT_DIR/site``.
 """
 
 from __future__ import annotations
@@ -27,25 +28,13 @@ import numpy as np  # noqa: E402
 
 from basgg.config import Config, load_config, save_config  # noqa: E402
 from basgg.data.summary import summarize_dataset, summary_table, write_report  # noqa: E402
-from basgg.data.synthvg import generate_dataset, load_settings  # noqa: E402
 from basgg.data.vg150_format import VG150Files  # noqa: E402
+from basgg.synthvg.generator import generate_dataset, load_settings  # noqa: E402
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
 from basgg.training.setup import PACKAGED_CONFIGS, resolve_config_path  # noqa: E402
+from basgg.training.stages import HEAD, STAGE_TWO_OVERRIDES  # noqa: E402
 
 STAGE_ONE_CONFIG = PACKAGED_CONFIGS / "synthvg_predcls.yaml"
-HEAD = "MODEL.ROI_RELATION_HEAD."
-# BA-SGG stage 2 on SynthVG (23 predicates): K scaled from VG150's 15 of 50 to 7 of 23; the cap
-# N is the scaling rule (-1: a quarter of the median head-predicate count); 2.5 epochs of the
-# balanced split (2,362 images on default SynthVG).
-STAGE_TWO_OVERRIDES = [
-    HEAD + "WITH_CLEAN_CLASSIFIER", "True",
-    HEAD + "WITH_TRANSFER_CLASSIFIER", "True",
-    HEAD + "BPL_NUM_HEAD_PREDICATES", "7",
-    HEAD + "BPL_MAX_PER_PREDICATE", "-1",
-    "SOLVER.MAX_ITER", "750",
-    "SOLVER.VAL_PERIOD", "250",
-    "SOLVER.CHECKPOINT_PERIOD", "250",
-]  # fmt: skip
 TABLE_METRICS = ("R", "mR")
 METRICS_FILE = "metrics.json"
 
@@ -84,8 +73,7 @@ def demo_configs(config_path: Path | None, overrides: list[str]) -> tuple[Config
 
 
 def run(args: argparse.Namespace) -> int:
-    from basgg.commands.confmat import compute_confusion_matrix
-    from basgg.commands.train import train
+    from basgg.training.runs import compute_confusion_matrix, train
 
     start = time.perf_counter()
     progress = not args.no_progress
@@ -138,11 +126,14 @@ def run(args: argparse.Namespace) -> int:
     }
     print(comparison_table(metrics))
     plot = plot_comparison(metrics, output_dir / "comparison.png")
+    _step(7, "results site: stage 1 vs BA-SGG (basgg view)", start)
+    site = write_results_site(files, stage_one, stage_two, output_dir / "site")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
     print(
-        f"\nplots: {plot}\nresolved configs: {stage_one_dir / 'config.yaml'}, "
+        f"\nplots: {plot}\nresults site: {site} (open it in a browser)\n"
+        f"resolved configs: {stage_one_dir / 'config.yaml'}, "
         f"{stage_two_dir / 'config.yaml'}\n"
         f"wall time {time.perf_counter() - start:.0f} s, CPU time {cpu:.0f} s (this run)"
     )
@@ -150,17 +141,39 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _step(number: int, text: str, start: float) -> None:
-    print(f"[{number}/6 {time.perf_counter() - start:5.0f} s] {text}", flush=True)
+    print(f"[{number}/7 {time.perf_counter() - start:5.0f} s] {text}", flush=True)
 
 
 def _test_metrics(config: Config, progress: bool) -> dict:
     """The test metrics of a trained stage (read back when already computed)."""
-    from basgg.commands.test import evaluate_checkpoint
+    from basgg.training.runs import evaluate_checkpoint
 
     path = Path(config.OUTPUT_DIR) / "inference" / "test" / METRICS_FILE
     if not path.is_file():
         evaluate_checkpoint(config, split="test", progress=progress)
     return json.loads(path.read_text())
+
+
+def write_results_site(files: VG150Files, stage_one: Config, stage_two: Config, out: Path) -> Path:
+    """``basgg view`` of both stages' test predictions (thumbnails are made once)."""
+    from basgg.training.runs import PREDICTIONS_FILE
+    from basgg.view.dataset import DatasetSource
+    from basgg.view.site import write_site
+
+    paths = [
+        Path(c.OUTPUT_DIR) / "inference" / "test" / PREDICTIONS_FILE for c in (stage_one, stage_two)
+    ]
+    hierarchy = Path(stage_one.OUTPUT_DIR) / "hierarchy.json"
+    source = DatasetSource(
+        paths,
+        files,
+        names=["stage 1", "BA-SGG"],
+        val_size=stage_one.DATASETS.VAL_SIZE,
+        hierarchy=hierarchy if hierarchy.is_file() else None,
+    )
+    report = write_site(source, out, title="basgg demo: stage 1 vs BA-SGG")
+    print(f"      {report.images} images, {report.bytes / 1e6:.1f} MB in {report.seconds:.1f} s")
+    return report.index
 
 
 def comparison_table(metrics: dict[str, dict]) -> str:

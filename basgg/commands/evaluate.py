@@ -2,7 +2,8 @@
 
 Writes ``metrics.json``, ``per_image.npz``, ``per_predicate_recall.png`` and, in predcls, the
 confusion matrix (``confusion_matrix.npy`` / ``.png``) to ``--out``, and prints the table.
-This command is the only evaluation code that imports the data layer.
+This command is the only evaluation code that imports the data layer. It runs without
+torch: the ground truth is read as packed arrays and the predictions file batch by batch.
 """
 
 from __future__ import annotations
@@ -12,16 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from basgg.data.vg150 import VG150Dataset
+from basgg.data.predicate_groups import predicate_groups
 from basgg.data.vg150_format import VG150Files
-from basgg.evaluation import (
-    evaluate_file,
-    format_table,
-    load_zero_shot_file,
-    zero_shot_triplets,
-)
+from basgg.data.vg150_targets import read_split_targets, relation_counts
 from basgg.evaluation.predictions import read_predictions_header
-from basgg.predicate_groups import predicate_groups
+from basgg.evaluation.report import evaluate_file, format_table
+from basgg.evaluation.zero_shot import load_zero_shot_file, zero_shot_triplets
 
 DEFAULT_VAL_SIZE = 5000
 
@@ -56,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ks", type=int, nargs="+", default=[20, 50, 100], metavar="K", help="the K values"
     )
+    parser.add_argument(
+        "--no-plot", action="store_true", help="skip the PNG plots (metrics and arrays only)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,17 +66,16 @@ def run(args: argparse.Namespace) -> int:
     if val_size is None:
         recorded = read_predictions_header(args.predictions).get("val_size")
         val_size = DEFAULT_VAL_SIZE if recorded is None else int(recorded)
-    scored = VG150Dataset(files, split=args.split, val_size=val_size, load_images=False)
-    train = VG150Dataset(files, split="train", val_size=val_size, load_images=False)
-    ground_truths = [scored.ground_truth(i) for i in range(len(scored))]
-    vocabulary = scored.vocabulary
-    train_counts = train.relation_counts()
+    targets, vocabulary = read_split_targets(
+        files, splits=sorted({args.split, "train"}), val_size=val_size
+    )
+    ground_truths, train = targets[args.split], targets["train"]
+    train_counts = relation_counts(train, vocabulary.num_predicates)
     if args.zero_shot is not None:
         zero_shot = load_zero_shot_file(args.zero_shot)
         zero_shot_source = str(args.zero_shot)
     else:
-        train_graphs = (train.ground_truth(i) for i in range(len(train)))
-        zero_shot = zero_shot_triplets(train_graphs, ground_truths)
+        zero_shot = zero_shot_triplets(train, ground_truths)
         zero_shot_source = f"{args.split} triplets absent from train"
     groups = predicate_groups(vocabulary.predicates, train_counts)
     order = np.argsort(-train_counts[1:], kind="stable") + 1  # most frequent first
@@ -91,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir=out_dir,
         predicate_order=order.tolist(),
         extra={"zero_shot": f"{len(zero_shot)} triplets: {zero_shot_source}"},
+        plot=not args.no_plot,
     )
     print(format_table(result))
     print(f"zero-shot list: {len(zero_shot)} triplets ({zero_shot_source})")

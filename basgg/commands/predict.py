@@ -31,6 +31,7 @@ from basgg.inference import (
     write_json,
 )
 from basgg.structures import Mode
+from basgg.threads import apply_threads
 from basgg.visualize import draw_scene_graph
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     tasks, skipped = find_images(args.inputs, exclude=args.out)
     for item in skipped:
         print(f"basgg predict: skipped {item['image']}: {item['reason']}", file=sys.stderr)
+    apply_threads()  # BASGG_NUM_THREADS, OMP_NUM_THREADS or the available CPUs
     checkpoint = read_model_checkpoint(args.checkpoint)
     boxes = _boxes_for_mode(checkpoint.mode, args.boxes, checkpoint.path)
     device = _device(args.device)

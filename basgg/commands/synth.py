@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from basgg.data.summary import summarize_dataset, summary_table, write_report
-from basgg.data.synthvg import generate_dataset, load_settings, settings_dict
+from basgg.synthvg.generator import generate_dataset, load_settings, settings_dict
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from basgg.data.predicate_groups import BODY, HEAD, TAIL, predicate_groups
 from basgg.data.vg150_format import SPECIFIC_PREDICATES, VG150Files, read_vocabulary
-from basgg.predicate_groups import BODY, HEAD, TAIL, predicate_groups
 
 SPLIT_NAMES = {0: "train", 1: "val", 2: "test"}
 REQUIRED = (

@@ -29,7 +29,8 @@ from basgg.data.vg150_checks import (
     read_image_data,
     vg150_error,
 )
-from basgg.data.vg150_format import SPECIFIC_PREDICATES, SPLIT_TEST, SPLIT_TRAIN, VG150Files
+from basgg.data.vg150_format import SPECIFIC_PREDICATES, VG150Files
+from basgg.data.vg150_targets import select_split_rows
 from basgg.structures import SceneGraph
 
 SPLITS = ("train", "val", "test")
@@ -279,29 +280,6 @@ class VG150Dataset(Dataset):
                 stacklevel=3,
             )
         return rows[present]
-
-
-def select_split_rows(
-    arrays: dict[str, np.ndarray],
-    *,
-    split: str,
-    val_size: int,
-    num_images: int,
-    filter_empty_rels: bool,
-) -> np.ndarray:
-    """h5 rows of a split in file order, before the train-only filters (doc §6, steps 1-5)."""
-    candidate = arrays["split"] == (SPLIT_TEST if split == "test" else SPLIT_TRAIN)  # (N_img,)
-    candidate &= arrays["img_to_first_box"] >= 0
-    if filter_empty_rels:
-        candidate &= arrays["img_to_first_rel"] >= 0
-    rows = np.flatnonzero(candidate)
-    if num_images > -1:
-        rows = rows[:num_images]
-    if split == "val":
-        return rows[:val_size]
-    if split == "train":
-        return rows[val_size:]
-    return rows
 
 
 def overlaps_plus_one(subject: np.ndarray, object_: np.ndarray) -> np.ndarray:

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import torch
-from PIL import Image
-from torch import Tensor
 
 from basgg.data.vg150_format import SPECIFIC_PREDICATES, read_vocabulary
 from basgg.data.vocabulary import Vocabulary
+
+if TYPE_CHECKING:  # load_image imports torch and Pillow itself
+    from torch import Tensor
 
 # Images Scene-Graph-Benchmark skips by file name (corrupted in VG); the h5 has no row for them.
 SKIPPED_IMAGE_IDS = frozenset({1592, 1722, 4616, 4617})
@@ -283,6 +284,9 @@ def load_image(
     path: Path, *, row: int, image_id: int, json_size: tuple[int, int], warn: bool
 ) -> Tensor:
     """Load an RGB image as uint8 (3, H, W); warn if its size is not the JSON's (H, W)."""
+    import torch
+    from PIL import Image
+
     try:
         with Image.open(path) as opened:
             rgb = opened.convert("RGB")

@@ -1,4 +1,4 @@
-"""Concatenate a batch of (ground truth, prediction) images into flat arrays for scoring.
+"""Flatten a batch of packed (ground truth, prediction) images into the arrays scored.
 
 The mode override of Scene-Graph-Benchmark happens here: in predcls the predicted boxes,
 labels and object scores are replaced by the ground-truth boxes, the ground-truth labels and
@@ -7,11 +7,11 @@ labels and object scores are replaced by the ground-truth boxes, the ground-trut
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from basgg.packed import PackedGraphs, range_rows
 from basgg.structures import Mode, SceneGraph
 
 
@@ -75,13 +75,11 @@ class ImageBatch:
         return triplets, boxes
 
 
-def _numpy(tensor: object) -> np.ndarray:
-    return tensor.detach().cpu().numpy()  # type: ignore[union-attr]
-
-
-def _check_prediction(
+def check_prediction(
     prediction: SceneGraph, index: int, mode: Mode, num_predicates: int, num_gt_objects: int
 ) -> None:
+    """Raise ``ValueError`` naming image ``index`` and the field if ``prediction`` cannot be
+    scored in ``mode`` against a ground truth of ``num_gt_objects`` objects."""
     where = f"prediction of image {index} (image_id {prediction.image_id})"
     if prediction.predicate_scores is None:
         raise ValueError(f"{where}: field predicate_scores is missing")
@@ -102,87 +100,133 @@ def _check_prediction(
             )
 
 
+def check_packed_predictions(
+    ground_truths: PackedGraphs,
+    predictions: PackedGraphs,
+    *,
+    mode: Mode,
+    num_predicates: int,
+    first_index: int,
+) -> None:
+    """:func:`check_prediction` on every image of a packed batch at once."""
+
+    def where(image: int) -> str:
+        image_id = int(predictions.image_ids[image])
+        return f"prediction of image {first_index + image} (image_id {image_id})"
+
+    if len(predictions) == 0:
+        return
+    if predictions.predicate_scores is None:
+        raise ValueError(f"{where(0)}: field predicate_scores is missing")
+    width = predictions.num_predicate_columns
+    if width != num_predicates:
+        raise ValueError(
+            f"{where(0)}: field predicate_scores has {width} columns, expected "
+            f"{num_predicates} (predicate classes including background)"
+        )
+    if mode is not Mode.PREDCLS and predictions.object_scores is None:
+        raise ValueError(f"{where(0)}: field object_scores is missing (needed in {mode.value})")
+    if mode is Mode.PREDCLS and len(predictions.relation_pairs):
+        row_image = np.repeat(np.arange(len(predictions)), predictions.num_relations)  # (R,)
+        limit = ground_truths.num_objects[row_image]  # (R,)
+        pairs = predictions.relation_pairs
+        bad = np.flatnonzero(np.maximum(pairs[:, 0], pairs[:, 1]) >= limit)
+        if len(bad):
+            image = int(row_image[bad[0]])
+            r0, r1 = predictions.relation_offsets[image : image + 2]
+            highest = int(predictions.relation_pairs[r0:r1].max())
+            raise ValueError(
+                f"{where(image)}: field relation_pairs refers to object {highest} but the "
+                f"ground truth has {int(limit[bad[0]])} objects (predcls scores the "
+                "ground-truth boxes)"
+            )
+
+
 def build_batch(
-    ground_truths: Sequence[SceneGraph],
-    predictions: Sequence[SceneGraph],
+    ground_truths: PackedGraphs,
+    predictions: PackedGraphs,
     *,
     mode: Mode,
     num_predicates: int,
     first_index: int,
 ) -> tuple[ImageBatch, np.ndarray]:
-    """Flatten a batch; images with M = 0 or R = 0 are left out.
+    """Flatten a batch of images (packed, offsets from 0); images with M = 0 or R = 0 are
+    left out.
 
     Returns:
         The batch and the (S,) stream indices of the skipped images.
     """
-    kept, skipped = [], []
-    for offset, (gt, prediction) in enumerate(zip(ground_truths, predictions, strict=True)):
-        index = first_index + offset
-        _check_prediction(prediction, index, mode, num_predicates, gt.num_objects)
-        if gt.num_relations == 0 or prediction.num_relations == 0:
-            skipped.append(index)
-            continue
-        gt_boxes = _numpy(gt.boxes).astype(np.float32, copy=False)
-        gt_labels = _numpy(gt.labels)
-        if mode is Mode.PREDCLS:
-            boxes, labels = gt_boxes, gt_labels
-            sigma = np.ones(len(gt_labels), np.float32)
-        else:
-            boxes = _numpy(prediction.boxes).astype(np.float32, copy=False)
-            labels = _numpy(prediction.labels)
-            sigma = _numpy(prediction.object_scores).astype(np.float32, copy=False)
-        specific = None if gt.specific_predicates is None else _numpy(gt.specific_predicates)
-        kept.append((index, gt, prediction, gt_boxes, gt_labels, boxes, labels, sigma, specific))
-    return _concatenate(kept, num_predicates), np.asarray(skipped, dtype=np.int64)
+    check_packed_predictions(
+        ground_truths, predictions, mode=mode, num_predicates=num_predicates,
+        first_index=first_index,
+    )  # fmt: skip
+    num_gt_all = ground_truths.num_relations  # (I,)
+    num_rows_all = predictions.num_relations  # (I,)
+    keep = (num_gt_all > 0) & (num_rows_all > 0)  # (I,)
+    images = np.flatnonzero(keep)  # (B,)
+    skipped = np.flatnonzero(~keep) + first_index
+    everything = len(images) == len(keep)
 
+    def take(offsets: np.ndarray, array: object) -> np.ndarray:
+        if everything:
+            return np.asarray(array[offsets[0] : offsets[-1]])
+        rows = range_rows(offsets, images)  # ascending
+        if len(rows) == 0:
+            return np.asarray(array[0:0])
+        span = np.asarray(array[rows[0] : rows[-1] + 1])  # one read, also from an h5py dataset
+        return span if len(span) == len(rows) else span[rows - rows[0]]
 
-def _concatenate(kept: list, num_predicates: int) -> ImageBatch:
-    n_gt_objects = np.array([len(item[4]) for item in kept], dtype=np.int64)  # (B,)
-    n_objects = np.array([len(item[6]) for item in kept], dtype=np.int64)  # (B,)
-    gt_pairs = [_numpy(item[1].relation_pairs) for item in kept]
-    row_pairs = [_numpy(item[2].relation_pairs) for item in kept]
-    num_gt = np.array([len(p) for p in gt_pairs], dtype=np.int64)  # (B,)
-    num_rows = np.array([len(p) for p in row_pairs], dtype=np.int64)  # (B,)
+    gt_objects, gt_relations = ground_truths.object_offsets, ground_truths.relation_offsets
+    objects, relations = predictions.object_offsets, predictions.relation_offsets
+    n_gt_objects = np.diff(gt_objects)[images]  # (B,)
+    num_gt = num_gt_all[images]  # (B,)
+    num_rows = num_rows_all[images]  # (B,)
+    gt_boxes = take(gt_objects, ground_truths.boxes).astype(np.float32, copy=False)
+    gt_labels = take(gt_objects, ground_truths.labels).astype(np.int64, copy=False)
+    if mode is Mode.PREDCLS:
+        n_objects = n_gt_objects
+        boxes, labels = gt_boxes, gt_labels
+        sigma = np.ones(len(gt_labels), np.float32)
+    else:
+        n_objects = np.diff(objects)[images]
+        boxes = take(objects, predictions.boxes).astype(np.float32, copy=False)
+        labels = take(objects, predictions.labels).astype(np.int64, copy=False)
+        sigma = take(objects, predictions.object_scores).astype(np.float32, copy=False)
+    gt_pair = take(gt_relations, ground_truths.relation_pairs).astype(np.int64, copy=False)
+    row_pair = take(relations, predictions.relation_pairs).astype(np.int64, copy=False)
+    gt_predicate = take(gt_relations, ground_truths.predicates).astype(np.int64, copy=False)
+    specific = None
+    if ground_truths.specific_predicates is not None:
+        specific = take(gt_relations, ground_truths.specific_predicates).astype(np.int64)
+    scores = take(relations, predictions.predicate_scores).astype(np.float32, copy=False)
+
+    size = len(images)
     gt_object_offset = np.repeat(np.cumsum(n_gt_objects) - n_gt_objects, num_gt)  # (G,)
     object_offset = np.repeat(np.cumsum(n_objects) - n_objects, num_rows)  # (Rt,)
-    row_image = np.repeat(np.arange(len(kept), dtype=np.int64), num_rows)  # (Rt,)
-    row_start = np.repeat(np.cumsum(num_rows) - num_rows, num_rows)
-
-    def cat(parts: list[np.ndarray], shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(shape, dtype)
-
-    gt_pair = cat(gt_pairs, (0, 2), np.int64)  # (G, 2)
-    row_pair = cat(row_pairs, (0, 2), np.int64)  # (Rt, 2)
-    specific = None
-    if any(item[8] is not None for item in kept):
-        specific = cat(
-            [item[8] if item[8] is not None else _numpy(item[1].predicates) for item in kept],
-            (0,),
-            np.int64,
-        )
-    return ImageBatch(
-        stream_index=np.array([item[0] for item in kept], dtype=np.int64),
-        image_ids=np.array([item[1].image_id for item in kept], dtype=np.int64),
-        num_gt=num_gt,
-        gt_image=np.repeat(np.arange(len(kept), dtype=np.int64), num_gt),
+    row_image = np.repeat(np.arange(size, dtype=np.int64), num_rows)  # (Rt,)
+    row_start = np.repeat(np.cumsum(num_rows) - num_rows, num_rows)  # (Rt,)
+    batch = ImageBatch(
+        stream_index=images.astype(np.int64) + first_index,
+        image_ids=ground_truths.image_ids[images].astype(np.int64),
+        num_gt=num_gt.astype(np.int64),
+        gt_image=np.repeat(np.arange(size, dtype=np.int64), num_gt),
         gt_sub=gt_pair[:, 0] + gt_object_offset,
         gt_obj=gt_pair[:, 1] + gt_object_offset,
         gt_sub_local=gt_pair[:, 0],
         gt_obj_local=gt_pair[:, 1],
-        gt_predicate=cat([_numpy(item[1].predicates) for item in kept], (0,), np.int64),
+        gt_predicate=gt_predicate,
         gt_specific=specific,
-        gt_boxes=cat([item[3] for item in kept], (0, 4), np.float32),
-        gt_labels=cat([item[4] for item in kept], (0,), np.int64),
-        object_boxes=cat([item[5] for item in kept], (0, 4), np.float32),
-        object_labels=cat([item[6] for item in kept], (0,), np.int64),
-        object_sigma=cat([item[7] for item in kept], (0,), np.float32),
+        gt_boxes=gt_boxes,
+        gt_labels=gt_labels,
+        object_boxes=boxes,
+        object_labels=labels,
+        object_sigma=sigma,
         row_image=row_image,
         row_position=np.arange(len(row_image), dtype=np.int64) - row_start,
         row_sub=row_pair[:, 0] + object_offset,
         row_obj=row_pair[:, 1] + object_offset,
         row_sub_local=row_pair[:, 0],
         row_obj_local=row_pair[:, 1],
-        row_scores=cat(
-            [_numpy(item[2].predicate_scores) for item in kept], (0, num_predicates), np.float32
-        ),
+        row_scores=scores.reshape(-1, num_predicates),
     )
+    return batch, skipped.astype(np.int64)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import torch
 
 from basgg.structures import Mode, SceneGraph
 
@@ -51,6 +50,8 @@ def rank_relations(prediction: SceneGraph, *, mode: Mode | None = None) -> Scene
         prediction: a graph with ``predicate_scores``.
         mode: the task; ``Mode.PREDCLS`` forces sigma = 1.
     """
+    import torch
+
     if prediction.predicate_scores is None:
         raise ValueError("rank_relations: the prediction has no predicate_scores")
     scores = prediction.predicate_scores.detach().cpu().numpy()

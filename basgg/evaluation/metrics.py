@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from basgg.evaluation.batch import ImageBatch, build_batch
+from basgg.evaluation.batch import ImageBatch, build_batch, check_prediction
 from basgg.evaluation.confusion import confusion_increments
 from basgg.evaluation.matching import (
     first_hit_positions,
@@ -24,6 +24,7 @@ from basgg.evaluation.matching import (
     triplet_hits,
 )
 from basgg.evaluation.results import EvaluationResult, aggregate
+from basgg.packed import PackedGraphs
 from basgg.structures import Mode, SceneGraph
 
 NO_GRAPH_CONSTRAINT_TOP = 100  # SGB keeps the top 100 (pair, predicate) entries
@@ -98,11 +99,30 @@ class SGEvaluator:
             raise ValueError(
                 f"{len(ground_truths)} ground truths but {len(predictions)} predictions"
             )
+        for index, (gt, prediction) in enumerate(zip(ground_truths, predictions, strict=True)):
+            check_prediction(
+                prediction, self._num_images + index, self.mode, self.num_predicates,
+                gt.num_objects,
+            )  # fmt: skip
+        self.update_packed(
+            PackedGraphs.from_graphs(ground_truths), PackedGraphs.from_graphs(predictions)
+        )
+
+    def update_packed(self, ground_truths: PackedGraphs, predictions: PackedGraphs) -> None:
+        """Score images given as packed arrays (e.g. straight from a predictions file).
+
+        ``predictions.predicate_scores`` may be an open ``h5py.Dataset``: it is read one
+        batch of images at a time, so memory stays bounded on large files.
+        """
+        if len(ground_truths) != len(predictions):
+            raise ValueError(
+                f"{len(ground_truths)} ground truths but {len(predictions)} predictions"
+            )
         for start in range(0, len(ground_truths), BATCH_IMAGES):
-            stop = start + BATCH_IMAGES
+            stop = min(start + BATCH_IMAGES, len(ground_truths))
             batch, skipped = build_batch(
-                ground_truths[start:stop],
-                predictions[start:stop],
+                ground_truths.images(start, stop),
+                predictions.images(start, stop),
                 mode=self.mode,
                 num_predicates=self.num_predicates,
                 first_index=self._num_images + start,

@@ -1,21 +1,23 @@
 """The predictions file: one HDF5 file holding every image's ranked scene-graph prediction.
 
 Per-image arrays are concatenated and addressed by offsets (the VG150 idea); see
-``docs/predictions-format.md`` for the layout.
+``docs/predictions-format.md`` for the layout. Reading needs no torch: the file's datasets
+are read whole into :class:`~basgg.packed.PackedGraphs` (or, with :func:`open_predictions`,
+the score matrix is left in the file and read batch by batch while scoring).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
-from basgg.evaluation.matching import foreground_argmax
+from basgg.packed import PackedGraphs
 from basgg.structures import Mode, SceneGraph
 
 FORMAT_NAME = "basgg-predictions"
@@ -45,7 +47,8 @@ class PredictionsFile:
         split: the dataset split predicted ("test", "val", ...).
         val_size: train-flag images carved out as val when the split was built, if recorded.
         basgg_version: version of basgg that wrote the file.
-        graphs: one prediction per image, rows ranked best first.
+        packed: every image's prediction as flat arrays, rows ranked best first
+            (``predicates`` is not stored: it reads as each row's foreground argmax).
     """
 
     path: Path
@@ -54,8 +57,13 @@ class PredictionsFile:
     predicate_names: tuple[str, ...]
     split: str
     basgg_version: str
-    graphs: list[SceneGraph]
+    packed: PackedGraphs
     val_size: int | None = None
+
+    @property
+    def graphs(self) -> list[SceneGraph]:
+        """One :class:`SceneGraph` per image (built on each call; imports torch)."""
+        return self.packed.graphs()
 
 
 def write_predictions(
@@ -66,15 +74,22 @@ def write_predictions(
     predicate_names: Sequence[str],
     split: str,
     val_size: int | None = None,
+    compression: str | None = None,
 ) -> None:
     """Write ranked predictions (one graph per image, dataset order) to an HDF5 file.
 
     ``val_size`` (the number of train-flag images carved out as val when the split was
     built) is recorded so that ``basgg eval`` rebuilds the same splits.
 
+    The score matrix is stored uncompressed by default, which reads fastest;
+    ``compression="gzip"`` (level 1, shuffled, row chunks) makes the file smaller and
+    slower to write and read. Readers handle both.
+
     Predictions without ``object_scores`` are stored with scores 1.0 (allowed in predcls).
     The ``predicates`` field is not stored: reading gives each row's foreground argmax.
     """
+    import torch
+
     from basgg import __version__
 
     mode = Mode(mode)
@@ -115,9 +130,17 @@ def write_predictions(
                 data = np.concatenate(parts[name]).astype(dtype, copy=False)
             else:
                 data = np.zeros(shape, dtype)
-            options = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
-            big = name == "predicate_scores" and data.size > 0
-            h5.create_dataset(name, data=data, **(options if big else {}))
+            options = {}
+            if name == "predicate_scores" and data.size > 0 and compression is not None:
+                chunk_rows = max(1, min(len(data), (1 << 20) // (4 * width)))  # ~1 MiB chunks
+                options = {
+                    "compression": compression,
+                    "shuffle": True,
+                    "chunks": (chunk_rows, width),
+                }
+                if compression == "gzip":
+                    options["compression_opts"] = 1
+            h5.create_dataset(name, data=data, **options)
         h5.attrs["format"] = FORMAT_NAME
         h5.attrs["format_version"] = FORMAT_VERSION
         h5.attrs["mode"] = mode.value
@@ -141,6 +164,21 @@ def read_predictions_header(path: str | Path) -> dict[str, object]:
 
 def read_predictions(path: str | Path) -> PredictionsFile:
     """Read and check a predictions file; errors name the file, the image and the field."""
+    with open_predictions(path) as content:
+        content.packed.predicate_scores = np.array(  # a copy in memory, file closed
+            content.packed.predicate_scores[()], dtype=np.float32
+        )
+    return content
+
+
+@contextmanager
+def open_predictions(path: str | Path) -> Iterator[PredictionsFile]:
+    """Open and check a predictions file, leaving the score matrix in the file.
+
+    Inside the ``with`` block ``packed.predicate_scores`` is the open ``h5py.Dataset``
+    (slicing it reads those rows); every other dataset is read whole. Errors name the file,
+    the image and the field.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: predictions file not found")
@@ -161,31 +199,54 @@ def read_predictions(path: str | Path) -> PredictionsFile:
         for name, (_, dtype) in _DATASETS.items():
             if name not in h5:
                 raise ValueError(f"{path}: dataset {name!r} is missing")
-            arrays[name] = np.asarray(h5[name][()], dtype=dtype)
-    try:
-        mode = Mode(str(attrs["mode"]))
-    except ValueError as error:
-        raise ValueError(f"{path}: attribute 'mode' is {attrs['mode']!r}") from error
-    names = tuple(json.loads(str(attrs["predicate_names"])))
-    num_predicates = int(attrs["num_predicates"])
-    if len(names) != num_predicates:
-        raise ValueError(
-            f"{path}: {len(names)} predicate names but num_predicates is {num_predicates}"
+            if name == "predicate_scores":
+                arrays[name] = _mapped(path, h5[name])
+            else:
+                arrays[name] = np.asarray(h5[name][()], dtype=dtype)
+        try:
+            mode = Mode(str(attrs["mode"]))
+        except ValueError as error:
+            raise ValueError(f"{path}: attribute 'mode' is {attrs['mode']!r}") from error
+        names = tuple(json.loads(str(attrs["predicate_names"])))
+        num_predicates = int(attrs["num_predicates"])
+        if len(names) != num_predicates:
+            raise ValueError(
+                f"{path}: {len(names)} predicate names but num_predicates is {num_predicates}"
+            )
+        _check_layout(path, arrays, num_predicates)
+        yield PredictionsFile(
+            path=path,
+            mode=mode,
+            num_predicates=num_predicates,
+            predicate_names=names,
+            split=str(attrs["split"]),
+            basgg_version=str(attrs.get("basgg_version", "")),
+            packed=PackedGraphs(
+                image_ids=arrays["image_ids"],
+                image_sizes=arrays["image_sizes"],
+                object_offsets=arrays["object_offsets"],
+                relation_offsets=arrays["relation_offsets"],
+                boxes=arrays["boxes"],
+                labels=arrays["labels"],
+                relation_pairs=arrays["relation_pairs"],
+                object_scores=arrays["object_scores"],
+                predicate_scores=arrays["predicate_scores"],
+            ),
+            val_size=int(attrs["val_size"]) if "val_size" in attrs else None,
         )
-    _check_layout(path, arrays, num_predicates)
-    return PredictionsFile(
-        path=path,
-        mode=mode,
-        num_predicates=num_predicates,
-        predicate_names=names,
-        split=str(attrs["split"]),
-        basgg_version=str(attrs.get("basgg_version", "")),
-        graphs=_graphs(path, arrays),
-        val_size=int(attrs["val_size"]) if "val_size" in attrs else None,
-    )
 
 
-def _check_layout(path: Path, arrays: dict[str, np.ndarray], num_predicates: int) -> None:
+def _mapped(path: Path, dataset: h5py.Dataset) -> np.ndarray | h5py.Dataset:
+    """A read-only memory map of a contiguous, unfiltered float32 dataset (the default
+    layout: rows are then read by the page cache, without copies); else the dataset."""
+    offset = dataset.id.get_offset()
+    plain = dataset.chunks is None and dataset.compression is None and dataset.size > 0
+    if offset is None or not plain or dataset.dtype != np.dtype("<f4"):
+        return dataset
+    return np.memmap(path, dtype="<f4", mode="r", offset=offset, shape=dataset.shape)
+
+
+def _check_layout(path: Path, arrays: dict, num_predicates: int) -> None:
     n_images = len(arrays["image_ids"])
     for name, (trailing, _) in _DATASETS.items():
         expected = tuple(num_predicates if d is None else d for d in trailing)
@@ -210,38 +271,24 @@ def _check_layout(path: Path, arrays: dict[str, np.ndarray], num_predicates: int
                     f"{path}: dataset {name!r} has {len(arrays[name])} rows, "
                     f"{offsets!r} ends at {values[-1]}"
                 )
-
-
-def _graphs(path: Path, arrays: dict[str, np.ndarray]) -> list[SceneGraph]:
-    objects, relations = arrays["object_offsets"], arrays["relation_offsets"]
-    predicates = foreground_argmax(arrays["predicate_scores"])
-    graphs = []
-    for i, image_id in enumerate(arrays["image_ids"]):
-        o0, o1, r0, r1 = objects[i], objects[i + 1], relations[i], relations[i + 1]
-        pairs = arrays["relation_pairs"][r0:r1]
-        if len(pairs) and (pairs.min() < 0 or pairs.max() >= o1 - o0):
+    pairs, objects = arrays["relation_pairs"], arrays["object_offsets"]
+    if len(pairs):
+        row_image = np.repeat(np.arange(n_images), np.diff(arrays["relation_offsets"]))  # (R,)
+        limit = np.diff(objects)[row_image]  # (R,)
+        low = np.minimum(pairs[:, 0], pairs[:, 1])  # (R,)
+        high = np.maximum(pairs[:, 0], pairs[:, 1])  # (R,)
+        bad = np.flatnonzero((low < 0) | (high >= limit))
+        if len(bad):
+            image = int(row_image[bad[0]])
             raise ValueError(
-                f"{path}: image {i} (image_id {image_id}): field relation_pairs "
-                f"has indices outside [0, {o1 - o0})"
+                f"{path}: image {image} (image_id {arrays['image_ids'][image]}): field "
+                f"relation_pairs has indices outside [0, {limit[bad[0]]})"
             )
-        graphs.append(
-            SceneGraph(
-                boxes=torch.from_numpy(arrays["boxes"][o0:o1]),
-                labels=torch.from_numpy(arrays["labels"][o0:o1]),
-                relation_pairs=torch.from_numpy(pairs),
-                predicates=torch.from_numpy(predicates[r0:r1]),
-                image_size=tuple(arrays["image_sizes"][i]),
-                image_id=int(image_id),
-                object_scores=torch.from_numpy(arrays["object_scores"][o0:o1]),
-                predicate_scores=torch.from_numpy(arrays["predicate_scores"][r0:r1]),
-            )
-        )
-    return graphs
 
 
 def validate_predictions(
     predictions: PredictionsFile,
-    ground_truths: Sequence[SceneGraph],
+    ground_truths: Sequence[SceneGraph] | PackedGraphs,
     *,
     num_predicates: int | None = None,
     predicate_names: Sequence[str] | None = None,
@@ -254,20 +301,20 @@ def validate_predictions(
 
     Args:
         predictions: the file's content.
-        ground_truths: the dataset split, one graph per image, in order.
+        ground_truths: the dataset split, one graph per image, in order (or packed).
         num_predicates: the dataset's predicate classes, background included.
         predicate_names: the dataset's predicate names, background at 0.
     """
     path = predictions.path
+    packed = predictions.packed
     if num_predicates is not None and num_predicates != predictions.num_predicates:
         raise ValueError(
             f"{path}: field predicate_scores has {predictions.num_predicates} columns but "
             f"the dataset has {num_predicates} predicate classes (background included)"
         )
-    if len(predictions.graphs) != len(ground_truths):
+    if len(packed) != len(ground_truths):
         raise ValueError(
-            f"{path}: {len(predictions.graphs)} images but the dataset split has "
-            f"{len(ground_truths)}"
+            f"{path}: {len(packed)} images but the dataset split has {len(ground_truths)}"
         )
     if predicate_names is not None:
         names = tuple(predicate_names)
@@ -284,16 +331,24 @@ def validate_predictions(
                 f"{predictions.predicate_names[index]!r} in the file but "
                 f"{names[index]!r} in the dataset"
             )
-    check_boxes = predictions.mode in (Mode.PREDCLS, Mode.SGCLS)
-    for i, (prediction, gt) in enumerate(zip(predictions.graphs, ground_truths, strict=True)):
-        if prediction.image_id != gt.image_id:
+    if isinstance(ground_truths, PackedGraphs):
+        gt_ids, gt_objects = ground_truths.image_ids, ground_truths.num_objects
+    else:
+        gt_ids = np.array([gt.image_id for gt in ground_truths], dtype=np.int64)
+        gt_objects = np.array([gt.num_objects for gt in ground_truths], dtype=np.int64)
+    wrong_id = np.flatnonzero(packed.image_ids != gt_ids)
+    if len(wrong_id):
+        i = int(wrong_id[0])
+        raise ValueError(
+            f"{path}: image {i}: field image_id is {packed.image_ids[i]}, "
+            f"the dataset has {gt_ids[i]}"
+        )
+    if predictions.mode in (Mode.PREDCLS, Mode.SGCLS):
+        wrong_count = np.flatnonzero(packed.num_objects != gt_objects)
+        if len(wrong_count):
+            i = int(wrong_count[0])
             raise ValueError(
-                f"{path}: image {i}: field image_id is {prediction.image_id}, "
-                f"the dataset has {gt.image_id}"
-            )
-        if check_boxes and prediction.num_objects != gt.num_objects:
-            raise ValueError(
-                f"{path}: image {i} (image_id {gt.image_id}): field boxes has "
-                f"{prediction.num_objects} boxes, the ground truth has {gt.num_objects} "
+                f"{path}: image {i} (image_id {gt_ids[i]}): field boxes has "
+                f"{packed.num_objects[i]} boxes, the ground truth has {gt_objects[i]} "
                 f"({predictions.mode.value} predicts on the ground-truth boxes)"
             )

@@ -1,4 +1,7 @@
-"""Reports of an evaluation: the printed table, metrics.json and PNG plots (matplotlib Agg)."""
+"""Reports of an evaluation: the printed table, metrics.json and PNG plots (matplotlib Agg).
+
+matplotlib is imported when a plot is drawn, not with this module.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +9,28 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from basgg.evaluation.metrics import SGEvaluator  # noqa: E402
-from basgg.evaluation.predictions import read_predictions, validate_predictions  # noqa: E402
-from basgg.evaluation.results import EvaluationResult  # noqa: E402
-from basgg.structures import Mode, SceneGraph  # noqa: E402
+from basgg.evaluation.metrics import SGEvaluator
+from basgg.evaluation.predictions import open_predictions, validate_predictions
+from basgg.evaluation.results import EvaluationResult
+from basgg.packed import PackedGraphs
+from basgg.structures import Mode, SceneGraph
 
 TABLE_ROWS = ("R", "ngR", "mR", "ngmR", "zR", "ngzR", "A", "F")
 GROUP_COLORS = {"head": "#c0392b", "body": "#2980b9", "tail": "#27ae60"}
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend (imported on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _cell(value: float | None) -> str:
@@ -63,6 +74,7 @@ def plot_per_predicate_recall(
     order = list(predicate_order) if predicate_order is not None else range(1, num_predicates)
     names = result.predicate_names or tuple(str(i) for i in range(num_predicates))
     group_of = {p: g for g, members in (result.predicate_groups or {}).items() for p in members}
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(max(8.0, 0.28 * len(order)), 4.5))
     x = np.arange(len(order))
     for shade, k in enumerate(sorted(result.ks, reverse=True)):
@@ -102,6 +114,7 @@ def plot_confusion(
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     labels = [names[p] if names is not None else str(p) for p in order]
     size = max(6.0, 0.2 * len(order))
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(size + 1.5, size))
     image = axis.imshow(rates, cmap="viridis", vmin=0, vmax=1)
     axis.set_xticks(range(len(order)))
@@ -123,25 +136,26 @@ def write_report(
     *,
     predicate_order: Sequence[int] | None = None,
     extra: dict | None = None,
+    plot: bool = True,
 ) -> dict[str, Path]:
     """Write metrics.json, per_image.npz, the per-predicate recall PNG and, in predcls, the
-    confusion matrix (.npy counts and PNG heatmap). Returns the written paths by kind."""
+    confusion matrix (.npy counts and PNG heatmap); ``plot=False`` leaves out the PNGs.
+    Returns the written paths by kind."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "metrics": out_dir / "metrics.json",
-        "per_image": out_dir / "per_image.npz",
-        "per_predicate_recall": out_dir / "per_predicate_recall.png",
-    }
+    paths = {"metrics": out_dir / "metrics.json", "per_image": out_dir / "per_image.npz"}
     content = result.to_dict()
     content.update(extra or {})
     paths["metrics"].write_text(json.dumps(content, indent=1) + "\n")
-    np.savez_compressed(paths["per_image"], **result.per_image)
-    plot_per_predicate_recall(result, paths["per_predicate_recall"], predicate_order)
+    np.savez(paths["per_image"], **result.per_image)  # small; compressing costs more than it saves
+    if plot:
+        paths["per_predicate_recall"] = out_dir / "per_predicate_recall.png"
+        plot_per_predicate_recall(result, paths["per_predicate_recall"], predicate_order)
     if result.confusion is not None:
         paths["confusion"] = out_dir / "confusion_matrix.npy"
-        paths["confusion_plot"] = out_dir / "confusion_matrix.png"
         np.save(paths["confusion"], result.confusion)
+    if result.confusion is not None and plot:
+        paths["confusion_plot"] = out_dir / "confusion_matrix.png"
         plot_confusion(
             result.confusion, paths["confusion_plot"], result.predicate_names, predicate_order
         )
@@ -150,7 +164,7 @@ def write_report(
 
 def evaluate_file(
     predictions_path: str | Path,
-    ground_truths: Sequence[SceneGraph],
+    ground_truths: Sequence[SceneGraph] | PackedGraphs,
     *,
     predicate_names: Sequence[str],
     ks: Sequence[int] = (20, 50, 100),
@@ -160,8 +174,11 @@ def evaluate_file(
     out_dir: str | Path | None = None,
     predicate_order: Sequence[int] | None = None,
     extra: dict | None = None,
+    plot: bool = True,
 ) -> EvaluationResult:
     """Read a predictions file, check it against ``ground_truths`` and score it.
+
+    The score matrix is read one batch of images at a time, so memory stays bounded.
 
     Args:
         predictions_path: the HDF5 predictions file.
@@ -174,25 +191,29 @@ def evaluate_file(
         out_dir: when given, write the report files there (:func:`write_report`).
         predicate_order: predicate indices for the plots, most frequent first.
         extra: more entries for metrics.json (e.g. where the zero-shot list came from).
+        plot: draw the PNG plots in ``out_dir``.
     """
-    predictions = read_predictions(predictions_path)
-    validate_predictions(
-        predictions,
-        ground_truths,
-        num_predicates=len(predicate_names),
-        predicate_names=predicate_names,
-    )
-    evaluator = SGEvaluator(
-        mode=mode or predictions.mode,
-        num_predicates=len(predicate_names),
-        ks=ks,
-        zero_shot_triplets=zero_shot_triplets,
-        predicate_groups=predicate_groups,
-        predicate_names=predicate_names,
-    )
-    evaluator.update(ground_truths, predictions.graphs)
+    if not isinstance(ground_truths, PackedGraphs):
+        ground_truths = PackedGraphs.from_graphs(ground_truths)
+    with open_predictions(predictions_path) as predictions:
+        validate_predictions(
+            predictions,
+            ground_truths,
+            num_predicates=len(predicate_names),
+            predicate_names=predicate_names,
+        )
+        evaluator = SGEvaluator(
+            mode=mode or predictions.mode,
+            num_predicates=len(predicate_names),
+            ks=ks,
+            zero_shot_triplets=zero_shot_triplets,
+            predicate_groups=predicate_groups,
+            predicate_names=predicate_names,
+        )
+        evaluator.update_packed(ground_truths, predictions.packed)
+        split = predictions.split
     result = evaluator.compute()
     if out_dir is not None:
-        info = {"predictions": str(predictions_path), "split": predictions.split, **(extra or {})}
-        write_report(result, out_dir, predicate_order=predicate_order, extra=info)
+        info = {"predictions": str(predictions_path), "split": split, **(extra or {})}
+        write_report(result, out_dir, predicate_order=predicate_order, extra=info, plot=plot)
     return result

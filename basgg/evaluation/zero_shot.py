@@ -6,13 +6,25 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from basgg.packed import PackedGraphs
 from basgg.structures import SceneGraph
 
 
-def graph_triplets(graphs: Iterable[SceneGraph]) -> np.ndarray:
+def graph_triplets(graphs: Iterable[SceneGraph] | PackedGraphs) -> np.ndarray:
     """(T, 3) unique (sub_class, obj_class, predicate) rows of the relations of ``graphs``."""
+    if isinstance(graphs, PackedGraphs):
+        owner = np.repeat(graphs.object_offsets[:-1], graphs.num_relations)  # (R,)
+        labels = graphs.labels
+        table = np.stack(
+            [
+                labels[graphs.relation_pairs[:, 0] + owner],
+                labels[graphs.relation_pairs[:, 1] + owner],
+                graphs.relation_predicates(),
+            ],
+            axis=1,
+        )
+        return np.unique(table.astype(np.int64).reshape(-1, 3), axis=0)
     parts = []
     for graph in graphs:
         if graph.num_relations == 0:
@@ -30,7 +42,8 @@ def graph_triplets(graphs: Iterable[SceneGraph]) -> np.ndarray:
 
 
 def zero_shot_triplets(
-    train_ground_truths: Iterable[SceneGraph], test_ground_truths: Iterable[SceneGraph]
+    train_ground_truths: Iterable[SceneGraph] | PackedGraphs,
+    test_ground_truths: Iterable[SceneGraph] | PackedGraphs,
 ) -> np.ndarray:
     """(T, 3) int64 triplets present in the test graphs and absent from the train graphs.
 
@@ -68,6 +81,8 @@ def load_zero_shot_file(path: str | Path) -> np.ndarray:
         if path.suffix == ".npy":
             table = np.load(path, allow_pickle=False)
         else:
+            import torch
+
             loaded = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(loaded, torch.Tensor):
                 raise ValueError(f"holds a {type(loaded).__name__}, expected one tensor")

@@ -7,30 +7,38 @@ comes in as tensors; modules take plain keyword arguments.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from torch import Tensor
 
 from basgg.models.backbone import build_backbone
-from basgg.models.detector import Detector, detector_from_config
+from basgg.models.detector import Detector
+from basgg.models.detector_builder import detector_from_config
 from basgg.models.features import FrozenFeatureExtractor
+from basgg.models.heads import HEADS, HeadSpec, build_head, head_spec, register_head
 from basgg.models.relation_features import DetectorPyramid, RelationFeatureExtractor
-from basgg.models.relation_head import HEADS, RelationHead
+from basgg.models.relation_head import RelationHead
 from basgg.models.sgg_model import Ranker, SceneGraphModel
 from basgg.structures import Mode
 
+if TYPE_CHECKING:  # annotations only: models never import the config module at run time
+    from basgg.config import Config
+
 __all__ = [
     "HEADS",
+    "HeadSpec",
     "SceneGraphModel",
     "build_feature_extractor",
+    "build_head",
     "build_model",
     "build_relation_features",
+    "register_head",
     "uses_detector",
 ]
 DETECTOR_FEATURES = "RelationFeatureExtractor"
 
 
-def uses_detector(config: Any) -> bool:
+def uses_detector(config: Config) -> bool:
     """Whether the model needs a trained detector: SGDet, or the detector's features."""
     head = config.MODEL.ROI_RELATION_HEAD
     return config.mode is Mode.SGDET or head.FEATURE_EXTRACTOR == DETECTOR_FEATURES
@@ -69,7 +77,7 @@ class Names(Protocol):
 
 
 def build_feature_extractor(
-    config: Any, *, backbone_weights: dict[str, Tensor] | None
+    config: Config, *, backbone_weights: dict[str, Tensor] | None
 ) -> FrozenFeatureExtractor:
     """The frozen extractor of ``config.MODEL.BACKBONE`` (``backbone_weights`` None: random)."""
     settings = config.MODEL.BACKBONE
@@ -85,7 +93,7 @@ def build_feature_extractor(
 
 
 def build_relation_head(
-    config: Any,
+    config: Config,
     *,
     mode: Mode,
     num_objects: int,
@@ -95,45 +103,37 @@ def build_relation_head(
     frequency_bias_init: Tensor,
     object_word_vectors: Tensor,
 ) -> RelationHead:
-    """The head named by ``MODEL.ROI_RELATION_HEAD.PREDICTOR`` with its config sizes."""
+    """The head named by ``MODEL.ROI_RELATION_HEAD.PREDICTOR`` with its config sizes (the
+    shared ones, then the keys its :class:`~basgg.models.heads.HeadSpec` lists)."""
     head = config.MODEL.ROI_RELATION_HEAD
-    name = head.PREDICTOR
-    if name not in HEADS:
-        raise ValueError(f"MODEL.ROI_RELATION_HEAD.PREDICTOR: unknown head {name!r}")
-    common = {
-        "mode": mode,
-        "num_objects": num_objects,
-        "num_predicates": num_predicates,
-        "object_dim": object_dim,
-        "union_dim": union_dim,
-        "object_word_vectors": object_word_vectors,
-        "frequency_bias_init": frequency_bias_init,
-        "hidden_dim": head.CONTEXT_HIDDEN_DIM,
-        "pooling_dim": head.CONTEXT_POOLING_DIM,
-        "frequency_bias_dropout": head.FREQUENCY_BIAS_DROPOUT,
-    }
-    if name in ("MotifPredictor", "VCTreePredictor"):
-        common.update(
-            context_dropout=head.CONTEXT_DROPOUT_RATE,
-            object_layers=head.CONTEXT_OBJ_LAYER,
-            edge_layers=head.CONTEXT_REL_LAYER,
-        )
-    elif name == "TransformerPredictor":
-        transformer = head.TRANSFORMER
-        common.update(
-            context_dropout=transformer.DROPOUT_RATE,
-            object_layers=transformer.OBJ_LAYER,
-            edge_layers=transformer.REL_LAYER,
-            num_heads=transformer.NUM_HEAD,
-            key_dim=transformer.KEY_DIM,
-            value_dim=transformer.VAL_DIM,
-            inner_dim=transformer.INNER_DIM,
-        )
-    return HEADS[name](**common)
+    spec = head_spec(head.PREDICTOR)
+    context_options = {keyword: _read_key(head, key) for keyword, key in spec.config_keys.items()}
+    return build_head(
+        head.PREDICTOR,
+        mode=mode,
+        num_objects=num_objects,
+        num_predicates=num_predicates,
+        object_dim=object_dim,
+        union_dim=union_dim,
+        object_word_vectors=object_word_vectors,
+        frequency_bias_init=frequency_bias_init,
+        hidden_dim=head.CONTEXT_HIDDEN_DIM,
+        pooling_dim=head.CONTEXT_POOLING_DIM,
+        frequency_bias_dropout=head.FREQUENCY_BIAS_DROPOUT,
+        **context_options,
+    )
+
+
+def _read_key(section: object, dotted_key: str) -> object:
+    """``section.A.B`` for ``"A.B"``."""
+    value = section
+    for part in dotted_key.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def build_model(
-    config: Any,
+    config: Config,
     *,
     vocabulary: Names,
     frequency_bias_init: Tensor,

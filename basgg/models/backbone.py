@@ -82,7 +82,40 @@ class Backbone(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) 0..255 RGB -> (B, out_channels, H / stride, W / stride) features."""
-        return self.body(self.normalise(images).contiguous(memory_format=torch.channels_last))
+        body = self.inference_body()
+        return body(self.normalise(images).contiguous(memory_format=torch.channels_last))
+
+    def inference_body(self) -> nn.Module:
+        """The body with every BatchNorm folded into the convolution before it.
+
+        The backbone is frozen, so each eval-mode BatchNorm is an affine map that folds
+        exactly into the preceding convolution's weights (values equal up to float rounding,
+        ~1e-7 relative); CPU extraction runs about a third faster with EfficientNet-Lite0.
+        The folded copy is built on first use and rebuilt when a weight changes in place
+        (e.g. a checkpoint is loaded) or the device changes; it is not in the state dict.
+        Falls back to the body itself when it cannot be traced or a weight requires grad.
+        """
+        tensors = [*self.body.parameters(), *self.body.buffers()]
+        if any(t.requires_grad for t in tensors):
+            return self.body
+        key = (self.pixel_mean.device, tuple(t._version for t in tensors))
+        cached = self.__dict__.get("_folded")
+        if cached is None or cached[0] != key:
+            cached = (key, _fold_batch_norms(self.body))
+            self.__dict__["_folded"] = cached
+        return cached[1]
+
+
+def _fold_batch_norms(body: nn.Module) -> nn.Module:
+    """A traced copy of ``body`` with Conv2d -> BatchNorm2d pairs fused, or ``body`` itself."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        folded = fuse(body, inplace=False)
+    except Exception:  # noqa: BLE001 - any trace failure: run the body unfused
+        return body
+    folded.requires_grad_(False)
+    return folded.to(memory_format=torch.channels_last).eval()
 
 
 def build_backbone(name: str, *, weights: dict[str, Tensor] | None, stride: int = 16) -> Backbone:

@@ -10,14 +10,12 @@ objects are masked out of the attention.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from basgg.models.context_motifs import (
-    ObjectContext,
+from basgg.models.context_common import (
     batch_box_geometry,
     batch_nms_labels,
     foreground_argmax,
@@ -25,10 +23,8 @@ from basgg.models.context_motifs import (
     onehot_logits,
     prior_logits,
 )
+from basgg.models.relation_types import ObjectContext, RelationBatch
 from basgg.structures import Mode
-
-if TYPE_CHECKING:
-    from basgg.models.relation_head import RelationBatch
 
 MASKED_SCORE = -1e9  # finite, so that an image without objects gives no NaN
 

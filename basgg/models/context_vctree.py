@@ -18,26 +18,20 @@ the prior is a probability and the logits are the log-odds of the product.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from basgg.models.context_motifs import (
-    ObjectContext,
+from basgg.models.context_common import (
     batch_box_geometry,
     initial_label_embedding,
     onehot_logits,
     prior_logits,
+    xavier_linear,
 )
-from basgg.models.losses import TREE_PAIR_LOGITS
-from basgg.models.predicate_classifier import xavier_linear
+from basgg.models.relation_types import TREE_PAIR_LOGITS, ObjectContext, RelationBatch
 from basgg.models.tree_lstm import BidirectionalTreeLSTM, Forest, TreeDecoder
 from basgg.structures import Mode
-
-if TYPE_CHECKING:
-    from basgg.models.relation_head import RelationBatch
 
 OVERLAP_SCALE = 1024.0
 FREQUENCY_EPSILON = 1e-3  # added to the shares before the log in ``frequency_bias_init``

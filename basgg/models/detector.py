@@ -336,30 +336,3 @@ def build_detector(
         box_batch_size_per_image=box_batch_size_per_image,
     )
     return Detector(rcnn=rcnn, num_classes=num_classes, backbone_name=backbone_name)
-
-
-def detector_from_config(
-    config: Any, *, num_classes: int, backbone_weights: dict[str, Tensor] | None
-) -> Detector:
-    """The detector ``config.MODEL.DETECTOR`` describes, with ``num_classes`` = C + 1."""
-    settings = config.MODEL.DETECTOR
-    return build_detector(
-        backbone_name=settings.BACKBONE,
-        num_classes=num_classes,
-        backbone_weights=backbone_weights,
-        trainable_layers=settings.TRAINABLE_LAYERS,
-        fpn_channels=settings.FPN_CHANNELS,
-        representation_size=settings.REPRESENTATION_SIZE,
-        min_size=settings.MIN_SIZE,
-        max_size=settings.MAX_SIZE,
-        rpn_pre_nms_top_n_train=settings.RPN_PRE_NMS_TOP_N_TRAIN,
-        rpn_post_nms_top_n_train=settings.RPN_POST_NMS_TOP_N_TRAIN,
-        rpn_pre_nms_top_n_test=settings.RPN_PRE_NMS_TOP_N_TEST,
-        rpn_post_nms_top_n_test=settings.RPN_POST_NMS_TOP_N_TEST,
-        box_batch_size_per_image=settings.BOX_BATCH_SIZE_PER_IMAGE,
-        score_thresh=settings.SCORE_THRESH,
-        nms_thresh=settings.NMS_THRESH,
-        detections_per_img=settings.DETECTIONS_PER_IMG,
-        anchor_sizes=settings.ANCHOR_SIZES,
-        aspect_ratios=settings.ASPECT_RATIOS,
-    )

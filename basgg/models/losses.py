@@ -9,16 +9,11 @@ zero: their parameters are frozen.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-if TYPE_CHECKING:
-    from basgg.models.relation_head import RelationOutput
-
-TREE_PAIR_LOGITS = "tree_pair_logits"
+from basgg.models.relation_types import TREE_PAIR_LOGITS, RelationOutput
 
 
 def relation_loss(predicate_logits: Tensor, relation_labels: Tensor) -> Tensor:

@@ -23,18 +23,16 @@ Frequency     ``drop(frequency_bias*[s, o])``
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from basgg.models.context_motifs import ObjectContext, foreground_argmax, onehot_logits
+from basgg.models.context_common import foreground_argmax, onehot_logits, xavier_linear
 from basgg.models.frequency_bias import FrequencyBias
+from basgg.models.relation_types import ObjectContext, RelationBatch
 from basgg.structures import Mode
-
-if TYPE_CHECKING:
-    from basgg.models.relation_head import RelationBatch
 
 ADJUSTMENT_EPS = 1e-8
 
@@ -66,14 +64,6 @@ def adjustment_matrix(confusion: np.ndarray | Tensor) -> Tensor:
     transition = counts / (counts.sum(dim=1, keepdim=True) + ADJUSTMENT_EPS)
     mixed = transition + torch.eye(counts.shape[0], dtype=torch.float64)
     return (mixed / mixed.sum(dim=1, keepdim=True)).float()
-
-
-def xavier_linear(in_features: int, out_features: int) -> nn.Linear:
-    """A linear layer with Xavier-normal weights and zero bias (SGB's ``layer_init``)."""
-    layer = nn.Linear(in_features, out_features)
-    nn.init.xavier_normal_(layer.weight, gain=1.0)
-    nn.init.zeros_(layer.bias)
-    return layer
 
 
 class PredicateClassifier(nn.Module):

@@ -1,14 +1,14 @@
-"""Relation heads: object context + edge context + predicate classifier, BA-SGG capable.
+"""The relation head: object context + edge context + predicate classifier, BA-SGG capable.
 
 Every head maps a :class:`RelationBatch` of cached object and union features to a
-:class:`RelationOutput`. The four heads of :data:`HEADS` are keyed by the
-Scene-Graph-Benchmark predictor names used in ``MODEL.ROI_RELATION_HEAD.PREDICTOR``.
+:class:`RelationOutput`. What differs between heads (the context encoder and the classifier
+variant) is registered in :data:`basgg.models.heads.HEADS`.
 
 Example (BA-SGG stage 1, then stage 2)::
 
-    head = MotifPredictor(mode=Mode.SGCLS, num_objects=151, num_predicates=51,
-                          object_dim=4096, union_dim=4096, object_word_vectors=vectors,
-                          frequency_bias_init=table, hidden_dim=512, pooling_dim=4096)
+    head = build_head("MotifPredictor", mode=Mode.SGCLS, num_objects=151, num_predicates=51,
+                      object_dim=4096, union_dim=4096, object_word_vectors=vectors,
+                      frequency_bias_init=table, hidden_dim=512, pooling_dim=4096)
     output = head(batch)                          # RelationOutput
     losses = head.losses(output, batch, labels)   # {"loss_relation": ..., ...}
     head.enable_clean_branch()                    # BA-SGG stage 2
@@ -17,69 +17,16 @@ Example (BA-SGG stage 1, then stage 2)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from basgg.models.context_motifs import MotifsContext, ObjectContext
-from basgg.models.context_transformer import TransformerContext
+from basgg.models.context_common import xavier_linear
 from basgg.models.context_vctree import VCTreeContext
 from basgg.models.losses import relation_head_losses
-from basgg.models.predicate_classifier import (
-    FrequencyClassifier,
-    FrequencyObjects,
-    PredicateClassifier,
-    TransformerClassifier,
-    UnionContextClassifier,
-    xavier_linear,
-)
+from basgg.models.predicate_classifier import PredicateClassifier
+from basgg.models.relation_types import ObjectContext, RelationBatch, RelationOutput
 from basgg.structures import Mode
-
-
-@dataclass
-class RelationBatch:
-    """Inputs of a relation head for a batch of images (cached frozen features).
-
-    Attributes:
-        object_features: (N, object_dim) all images' objects concatenated.
-        boxes: (N, 4) xyxy pixels.
-        image_sizes: (height, width) per image.
-        object_counts: N_i per image.
-        object_labels: (N,) labels: the input in PredCls, the object target otherwise
-            (0 = background proposal in SGDet); ``None`` at SGCls/SGDet test time.
-        detector_logits: (N, C) box-head class logits (SGDet; optional in SGCls).
-        pairs: per image (R_i, 2) local (subject, object) indices.
-        union_features: (R, union_dim), R = sum R_i, in the order of ``pairs``.
-    """
-
-    object_features: Tensor
-    boxes: Tensor
-    image_sizes: list[tuple[int, int]]
-    object_counts: list[int]
-    object_labels: Tensor | None
-    detector_logits: Tensor | None
-    pairs: list[Tensor]
-    union_features: Tensor
-
-
-@dataclass
-class RelationOutput:
-    """Outputs of a relation head.
-
-    Attributes:
-        object_logits: (N, C) object class logits (one-hot +-1000 in PredCls).
-        object_labels: (N,) labels used for the triplets (GT in PredCls; the decoder's
-            decisions otherwise, teacher-forced for Motifs in training as in SGB).
-        predicate_logits: (R, P + 1) after Semantic Adjustment when enabled.
-        auxiliary: extra tensors, e.g. VCTree's ``tree_pair_logits``.
-    """
-
-    object_logits: Tensor
-    object_labels: Tensor
-    predicate_logits: Tensor
-    auxiliary: dict[str, Tensor]
 
 
 class RelationHead(nn.Module):
@@ -101,6 +48,8 @@ class RelationHead(nn.Module):
         hidden_dim: size of the context's edge vectors.
         pooling_dim: size of the pair features (``post_cat`` output, projected union).
         relu_on_pair: apply ReLU after ``post_emb`` (VCTree).
+        name: the registered head name (``MODEL.ROI_RELATION_HEAD.PREDICTOR``) checkpoints
+            record.
     """
 
     def __init__(
@@ -117,8 +66,10 @@ class RelationHead(nn.Module):
         hidden_dim: int,
         pooling_dim: int,
         relu_on_pair: bool = False,
+        name: str = "",
     ) -> None:
         super().__init__()
+        self.name = name
         self.mode = Mode(mode)
         self.num_objects = num_objects
         self.context = context
@@ -214,225 +165,6 @@ class RelationHead(nn.Module):
         )
 
 
-class MotifPredictor(RelationHead):
-    """Neural Motifs (BiLSTM contexts); Scene-Graph-Benchmark's ``MotifPredictor``.
-
-    Args:
-        mode, num_objects, num_predicates, frequency_bias_init, frequency_bias_dropout,
-            union_dim, hidden_dim (SGB: 512), pooling_dim (SGB: 4096): see
-            :class:`RelationHead`.
-        object_dim: size of the cached object features.
-        object_word_vectors: (C, D) label embedding initialisation.
-        context_dropout: LSTM dropout (SGB: 0.2).
-        object_layers: object-context LSTM layers.
-        edge_layers: edge-context LSTM layers.
-        ordering: object order, "leftright" (SGB) / "size" / "confidence" / "random".
-        later_nms_threshold: SGDet test-time label NMS threshold (SGB: 0.3).
-    """
-
-    def __init__(
-        self,
-        *,
-        mode: Mode,
-        num_objects: int,
-        num_predicates: int,
-        object_dim: int,
-        union_dim: int,
-        object_word_vectors: Tensor,
-        frequency_bias_init: Tensor,
-        hidden_dim: int = 256,
-        pooling_dim: int = 512,
-        frequency_bias_dropout: float = 0.3,
-        context_dropout: float = 0.2,
-        object_layers: int = 1,
-        edge_layers: int = 1,
-        ordering: str = "leftright",
-        later_nms_threshold: float = 0.3,
-    ) -> None:
-        context = MotifsContext(
-            mode=mode,
-            num_objects=num_objects,
-            object_dim=object_dim,
-            object_word_vectors=_checked_word_vectors(object_word_vectors, num_objects),
-            hidden_dim=hidden_dim,
-            object_layers=object_layers,
-            edge_layers=edge_layers,
-            dropout=context_dropout,
-            ordering=ordering,
-            later_nms_threshold=later_nms_threshold,
-        )
-        super().__init__(
-            mode=mode,
-            context=context,
-            classifier_type=UnionContextClassifier,
-            num_objects=num_objects,
-            num_predicates=num_predicates,
-            frequency_bias_init=frequency_bias_init,
-            frequency_bias_dropout=frequency_bias_dropout,
-            union_dim=union_dim,
-            hidden_dim=hidden_dim,
-            pooling_dim=pooling_dim,
-        )
-
-
-class VCTreePredictor(RelationHead):
-    """VCTree (tree LSTM contexts); Scene-Graph-Benchmark's ``VCTreePredictor``.
-
-    Args: as :class:`MotifPredictor` (``hidden_dim`` must be even), without ``ordering``
-    and ``later_nms_threshold`` (SGB's VCTree does no test-time label NMS), plus
-    ``cooccurrence_prior``: (C, C) probabilities that two classes are related, the tree
-    scores' prior (default: from the background column of ``frequency_bias_init``).
-    """
-
-    def __init__(
-        self,
-        *,
-        mode: Mode,
-        num_objects: int,
-        num_predicates: int,
-        object_dim: int,
-        union_dim: int,
-        object_word_vectors: Tensor,
-        frequency_bias_init: Tensor,
-        hidden_dim: int = 256,
-        pooling_dim: int = 512,
-        frequency_bias_dropout: float = 0.3,
-        context_dropout: float = 0.2,
-        object_layers: int = 1,
-        edge_layers: int = 1,
-        cooccurrence_prior: Tensor | None = None,
-    ) -> None:
-        context = VCTreeContext(
-            mode=mode,
-            num_objects=num_objects,
-            object_dim=object_dim,
-            object_word_vectors=_checked_word_vectors(object_word_vectors, num_objects),
-            frequency_bias_init=frequency_bias_init,
-            hidden_dim=hidden_dim,
-            object_layers=object_layers,
-            edge_layers=edge_layers,
-            dropout=context_dropout,
-            cooccurrence_prior=cooccurrence_prior,
-        )
-        super().__init__(
-            mode=mode,
-            context=context,
-            classifier_type=UnionContextClassifier,
-            num_objects=num_objects,
-            num_predicates=num_predicates,
-            frequency_bias_init=frequency_bias_init,
-            frequency_bias_dropout=frequency_bias_dropout,
-            union_dim=union_dim,
-            hidden_dim=hidden_dim,
-            pooling_dim=pooling_dim,
-            relu_on_pair=True,
-        )
-
-
-class TransformerPredictor(RelationHead):
-    """Transformer contexts; Scene-Graph-Benchmark's ``TransformerPredictor``.
-
-    Args: as :class:`MotifPredictor` without ``ordering``, plus ``num_heads``, ``key_dim``,
-    ``value_dim``, ``inner_dim`` (attention sizes; SGB: 8, 64, 64, 2048), with
-    ``context_dropout`` defaulting to SGB's 0.1, ``object_layers`` 4, ``edge_layers`` 2.
-    """
-
-    def __init__(
-        self,
-        *,
-        mode: Mode,
-        num_objects: int,
-        num_predicates: int,
-        object_dim: int,
-        union_dim: int,
-        object_word_vectors: Tensor,
-        frequency_bias_init: Tensor,
-        hidden_dim: int = 256,
-        pooling_dim: int = 512,
-        frequency_bias_dropout: float = 0.3,
-        context_dropout: float = 0.1,
-        object_layers: int = 4,
-        edge_layers: int = 2,
-        num_heads: int = 8,
-        key_dim: int = 32,
-        value_dim: int = 32,
-        inner_dim: int = 1024,
-        later_nms_threshold: float = 0.3,
-    ) -> None:
-        context = TransformerContext(
-            mode=mode,
-            num_objects=num_objects,
-            object_dim=object_dim,
-            object_word_vectors=_checked_word_vectors(object_word_vectors, num_objects),
-            hidden_dim=hidden_dim,
-            object_layers=object_layers,
-            edge_layers=edge_layers,
-            num_heads=num_heads,
-            key_dim=key_dim,
-            value_dim=value_dim,
-            inner_dim=inner_dim,
-            dropout=context_dropout,
-            later_nms_threshold=later_nms_threshold,
-        )
-        super().__init__(
-            mode=mode,
-            context=context,
-            classifier_type=TransformerClassifier,
-            num_objects=num_objects,
-            num_predicates=num_predicates,
-            frequency_bias_init=frequency_bias_init,
-            frequency_bias_dropout=frequency_bias_dropout,
-            union_dim=union_dim,
-            hidden_dim=hidden_dim,
-            pooling_dim=pooling_dim,
-        )
-
-
-class FrequencyPredictor(RelationHead):
-    """The frequency baseline (Zellers et al.): predicate logits = frequency table[s, o].
-
-    Args: ``mode``, ``num_objects``, ``num_predicates``, ``object_dim``,
-    ``frequency_bias_init`` and ``frequency_bias_dropout`` as :class:`MotifPredictor`
-    (dropout defaults to 0 here); ``union_dim``, ``object_word_vectors``, ``hidden_dim`` and
-    ``pooling_dim`` are accepted and unused, so every head takes the common keywords.
-    """
-
-    def __init__(
-        self,
-        *,
-        mode: Mode,
-        num_objects: int,
-        num_predicates: int,
-        object_dim: int,
-        frequency_bias_init: Tensor,
-        frequency_bias_dropout: float = 0.0,
-        union_dim: int = 0,
-        object_word_vectors: Tensor | None = None,
-        hidden_dim: int = 256,
-        pooling_dim: int = 512,
-    ) -> None:
-        super().__init__(
-            mode=mode,
-            context=FrequencyObjects(mode=mode, num_objects=num_objects, object_dim=object_dim),
-            classifier_type=FrequencyClassifier,
-            num_objects=num_objects,
-            num_predicates=num_predicates,
-            frequency_bias_init=frequency_bias_init,
-            frequency_bias_dropout=frequency_bias_dropout,
-            union_dim=union_dim,
-            hidden_dim=hidden_dim,
-            pooling_dim=pooling_dim,
-        )
-
-
-HEADS: dict[str, type[RelationHead]] = {
-    "MotifPredictor": MotifPredictor,
-    "VCTreePredictor": VCTreePredictor,
-    "TransformerPredictor": TransformerPredictor,
-    "FrequencyPredictor": FrequencyPredictor,
-}
-
-
 def global_pair_indices(
     pairs: list[Tensor], object_counts: list[int], reference: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -478,11 +210,3 @@ def _expect(ok: bool, field: str, expected: object, got: object) -> None:
     if not ok:
         shown = tuple(got.shape) if isinstance(got, Tensor) else got
         raise ValueError(f"RelationBatch.{field}: expected {expected}, got {shown}")
-
-
-def _checked_word_vectors(vectors: Tensor, num_objects: int) -> Tensor:
-    if vectors.ndim != 2 or vectors.shape[0] != num_objects:
-        raise ValueError(
-            f"object_word_vectors: expected ({num_objects}, D), got {tuple(vectors.shape)}"
-        )
-    return vectors

@@ -24,7 +24,8 @@ from torch.nn import functional as F
 
 from basgg.models.features import FrozenFeatureExtractor
 from basgg.models.relation_features import DetectorPyramid, RelationFeatureExtractor
-from basgg.models.relation_head import RelationBatch, RelationHead
+from basgg.models.relation_head import RelationHead
+from basgg.models.relation_types import RelationBatch
 from basgg.models.sampling import (
     SampledPairs,
     all_ordered_pairs,
@@ -73,7 +74,7 @@ class SceneGraphModel(nn.Module):
         mode: the task. PredCls feeds the ground-truth labels to the head; SGCls feeds them
             only as training targets and predicts them at test time; SGDet takes proposals
             and the detector's class logits instead of ground-truth boxes.
-        relation_head: one of :data:`basgg.models.relation_head.HEADS`.
+        relation_head: a :class:`RelationHead` (see :data:`basgg.models.heads.HEADS`).
         feature_extractor: the frozen extractor (needed by :meth:`extract_features` only).
         detector: the frozen detector of SGDet (needed by :meth:`predict_images` only): a
             :class:`basgg.models.detector.Detector`, kept in eval mode with no gradients.
@@ -386,7 +387,7 @@ class SceneGraphModel(nn.Module):
         head = self.relation_head
         classifier = head.classifier
         description: dict[str, object] = {
-            "predictor": type(head).__name__,
+            "predictor": head.name,
             "mode": self.mode.value,
             "num_objects": int(classifier.frequency_bias.num_objects),
             "num_predicates": int(classifier.num_predicates),

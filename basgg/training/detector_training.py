@@ -24,18 +24,19 @@ from tqdm import tqdm
 from basgg.config import Config, ConfigError, DetectorConfig, set_value
 from basgg.data.vg150 import VG150Dataset
 from basgg.evaluation.detection_map import DetectionEvaluator, DetectionResult
-from basgg.models.detector import DETECTOR_KIND, Detector, detector_from_config
+from basgg.models.detector import DETECTOR_KIND, Detector
+from basgg.models.detector_builder import detector_from_config
 from basgg.pretrained import AssetError, load_backbone_weights
 from basgg.structures import SceneGraph
+from basgg.training.caches import load_split_image
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
     CheckpointError,
     check_model_fits,
-    read_checkpoint,
 )
+from basgg.training.detector_files import SGB_KIND, load_sgb_detector, read_detector_file
 from basgg.training.distributed import DistributedContext, mix_seed
-from basgg.training.inference import autocast
 from basgg.training.logs import TrainingLog
 from basgg.training.loop import (
     TrainingSettings,
@@ -44,7 +45,8 @@ from basgg.training.loop import (
     save_training_checkpoint,
 )
 from basgg.training.schedule import LearningRateSchedule
-from basgg.training.setup import RANDOM, load_split_image
+from basgg.training.setup import RANDOM
+from basgg.training.split_scoring import autocast
 
 DETECTOR_METRIC = "mAP@50"
 DETECTOR_LOSSES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
@@ -82,9 +84,11 @@ def load_detector(
     device: str | torch.device = "cpu",
     object_names: Sequence[str] | None = None,
 ) -> tuple[Detector, list[str]]:
-    """A ``basgg train-detector`` checkpoint as a built detector (eval mode) and its object
-    names (index 0 background). Needs no asset: the architecture comes from the checkpoint's
-    ``MODEL.DETECTOR`` config and every weight from its ``model``.
+    """A detector checkpoint as a built detector (eval mode) and its object names (index 0
+    background). Needs no asset: a ``basgg train-detector`` checkpoint gives the
+    architecture in its ``MODEL.DETECTOR`` config and every weight in its ``model``; a
+    Scene-Graph-Benchmark checkpoint is SGB's detector
+    (:func:`basgg.training.detector_files.load_sgb_detector`; names are ``object_names``).
 
     Args:
         path: the checkpoint file.
@@ -95,7 +99,9 @@ def load_detector(
         CheckpointError: naming ``path``: missing, corrupt, not a detector checkpoint, weights
             that do not fit its own description, or classes other than ``object_names``.
     """
-    state = read_checkpoint(path)
+    kind, state = read_detector_file(path)
+    if kind == SGB_KIND:
+        return load_sgb_detector(path, state, device=device, object_names=object_names)
     info = state["model_info"]
     if info.get("kind") != DETECTOR_KIND:
         raise CheckpointError(
@@ -115,18 +121,42 @@ def load_detector(
             f"needed here ({', '.join(list(object_names)[1:4])}, ...)"
         )
     config = Config()
-    saved = (state.get("config") or {}).get("MODEL", {}).get("DETECTOR")
-    if not isinstance(saved, dict):
-        raise CheckpointError(f"{path}: the checkpoint's config has no MODEL.DETECTOR section")
-    try:
-        for key, value in saved.items():
-            set_value(config, f"MODEL.DETECTOR.{key}", value, source=str(path), from_text=False)
-    except ConfigError as error:
-        raise CheckpointError(f"{path}: {error}") from None
+    sync_detector_config(config, state.get("config"), source=str(path), keep=())
     detector = detector_from_config(config, num_classes=num_classes, backbone_weights=None)
     check_model_fits(state, path, model=detector, model_info=detector_model_info(detector, names))
     detector.load_state_dict(state["model"])
     return detector.to(device).eval(), names
+
+
+# MODEL.DETECTOR fields a relation run sets for itself; the others are the trained
+# detector's architecture and always come from its checkpoint
+DETECTOR_RUN_SETTINGS = ("SCORE_THRESH", "NMS_THRESH", "DETECTIONS_PER_IMG")
+
+
+def sync_detector_config(
+    config: Config,
+    saved_config: dict | None,
+    *,
+    source: str,
+    keep: Sequence[str] = DETECTOR_RUN_SETTINGS,
+) -> None:
+    """Copy the detector architecture (every ``MODEL.DETECTOR`` field but those in ``keep``)
+    from a checkpoint's saved config into ``config``, so the model built from ``config`` has
+    the checkpoint's detector shapes. The one way back from a checkpoint to a ``Config``.
+
+    Raises:
+        CheckpointError: naming ``source`` when the saved config has no usable
+            ``MODEL.DETECTOR`` section.
+    """
+    saved = (saved_config or {}).get("MODEL", {}).get("DETECTOR")
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{source}: the checkpoint's config has no MODEL.DETECTOR section")
+    try:
+        for key, value in saved.items():
+            if key not in keep:
+                set_value(config, f"MODEL.DETECTOR.{key}", value, source=source, from_text=False)
+    except ConfigError as error:
+        raise CheckpointError(f"{source}: {error}") from None
 
 
 # ----------------------------------------------------------------------------- data

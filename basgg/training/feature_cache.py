@@ -19,25 +19,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
 
-from basgg.data.vg150 import VG150Dataset
 from basgg.models.features import FrozenFeatureExtractor
 from basgg.models.sampling import all_ordered_pairs
 from basgg.structures import SceneGraph
 from basgg.training.checkpoint import atomic_save
-from basgg.training.distributed import DistributedContext, barrier
 
 CACHE_FORMAT = 1
 STORAGE_DTYPE = torch.float16
-T = TypeVar("T")
 
 
 @dataclass
@@ -208,66 +203,3 @@ def read_feature_cache(path: str | Path, *, num_images: int) -> FeatureCache | N
     if state.get("format") != CACHE_FORMAT or len(cache) != num_images:
         return None
     return cache
-
-
-@dataclass
-class SplitData:
-    """One split, ready for the loop: the dataset, the model inputs and their features.
-
-    Attributes:
-        name: "train", "val" or "test".
-        dataset: the VG150 split (for "train", ``dataset[i]`` gives the training target).
-        inputs: per image, the graph whose boxes the features were extracted for (PredCls,
-            SGCls: the evaluation ground truth for "val" and "test"; SGDet: the proposals).
-        features: the features of ``inputs``: this cache, or any source with
-            ``num_objects`` and ``take(indices)`` (:mod:`basgg.training.feature_storage`).
-        ground_truths: SGDet "val"/"test": the evaluation ground truths (else ``None``:
-            ``inputs`` are the ground truths).
-        detector_logits: SGDet: per image (N_i, C + 1) detector class logits of ``inputs``.
-    """
-
-    name: str
-    dataset: VG150Dataset
-    inputs: list[SceneGraph]
-    features: FeatureCache | Any
-    ground_truths: list[SceneGraph] | None = None
-    detector_logits: list[Tensor] | None = None
-
-    def ground_truth(self, index: int) -> SceneGraph:
-        """The evaluation ground truth of image ``index``."""
-        return self.inputs[index] if self.ground_truths is None else self.ground_truths[index]
-
-    def logits(self, index: int) -> Tensor | None:
-        """(N_i, C + 1) detector logits of image ``index`` (SGDet), else ``None``."""
-        return None if self.detector_logits is None else self.detector_logits[index]
-
-
-def computed_once(
-    path: Path,
-    *,
-    read: Callable[[], T | None],
-    compute: Callable[[], T],
-    save: Callable[[T, Path], object],
-    context: DistributedContext,
-    what: str,
-) -> T:
-    """A cached value: the main process reads ``path`` (``read`` gives None for a missing,
-    corrupt or foreign file) or computes and saves it; the others then read the file.
-
-    Raises:
-        ValueError: naming ``path`` when the file the main process wrote cannot be read.
-    """
-    value = None
-    if context.is_main:
-        value = read() if path.exists() else None
-        if value is None:
-            if path.exists():
-                warnings.warn(f"{path}: unreadable {what}, computing it again", stacklevel=3)
-            value = compute()
-            save(value, path)
-    barrier(context)
-    if value is None:
-        value = read()
-        if value is None:
-            raise ValueError(f"{path}: {what} written by the main process is unreadable")
-    return value

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from basgg.evaluation import SGEvaluator
 from basgg.models.sgg_model import SceneGraphModel
 from basgg.structures import SceneGraph
+from basgg.training.caches import SplitData
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
     CHECKPOINT_FORMAT,
@@ -43,10 +44,9 @@ from basgg.training.distributed import (
     mix_seed,
     sum_gradients,
 )
-from basgg.training.feature_cache import SplitData
-from basgg.training.inference import autocast, evaluate
 from basgg.training.logs import TrainingLog
 from basgg.training.schedule import LearningRateSchedule
+from basgg.training.split_scoring import autocast, evaluate
 
 METRIC_PATTERN = re.compile(r"^(R|mR|ngR|ngmR|A|F)@(\d+)$")
 LOSS_NAMES = ("loss_relation", "loss_object", "loss_tree")

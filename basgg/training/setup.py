@@ -1,64 +1,33 @@
-"""Everything ``basgg train`` and ``basgg test`` build from a config before the loop runs.
+"""What the runs build from a config before the loop: datasets, frequency statistics, word
+vectors, backbone weights, the optimiser and schedule, evaluators, zero-shot triplets.
 
-Datasets, frequency statistics, word vectors, backbone weights, the model and the feature
-caches. Only code here, the commands and :func:`basgg.models.build_model` read the config.
+The split caches (features, SGDet detections) are in :mod:`basgg.training.caches`. Only the
+training layer, the commands and the ``build_*`` functions of the model side read the config.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
-from basgg.config import Config, config_to_dict, set_value
+from basgg.config import Config, config_to_dict
+from basgg.data.predicate_groups import predicate_groups
 from basgg.data.statistics import frequency_bias_init, load_or_compute_statistics
 from basgg.data.vg150 import VG150Dataset
-from basgg.data.vg150_checks import load_image
 from basgg.data.vg150_format import VG150Files
 from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import SGEvaluator, load_zero_shot_file, zero_shot_triplets
 from basgg.models import SceneGraphModel, uses_detector
 from basgg.models.features import class_word_vectors
-from basgg.predicate_groups import predicate_groups
+from basgg.models.heads import head_spec
 from basgg.pretrained import AssetError, load_backbone_weights, load_glove
 from basgg.structures import Mode, SceneGraph
-from basgg.training.detection_cache import (
-    SplitDetections,
-    detect_split,
-    detection_cache_path,
-    read_detections,
-    save_detections,
-)
-from basgg.training.distributed import DistributedContext, barrier, broadcast_object, mix_seed
-from basgg.training.feature_cache import (
-    FeatureCache,
-    SplitData,
-    cache_path,
-    computed_once,
-    extract_features,
-    inputs_digest,
-    read_feature_cache,
-    save_feature_cache,
-    state_dict_sha256,
-)
-from basgg.training.feature_storage import (
-    OnlineFrozenFeatures,
-    OnlinePyramids,
-    choose_storage,
-    extract_pyramids,
-    frozen_cache_bytes,
-    pyramid_cache_bytes,
-    read_pyramid_cache,
-    transform_sizes,
-)
+from basgg.training.distributed import DistributedContext, barrier, mix_seed
 from basgg.training.schedule import LearningRateSchedule
 
 RANDOM = "random"
@@ -101,14 +70,12 @@ def resolve_config_path(path: str | None) -> Path | None:
 
 
 DETECTOR_KEY = "MODEL.PRETRAINED_DETECTOR_CKPT"
-# MODEL.DETECTOR fields a relation run sets for itself; the others are the trained
-# detector's architecture and always come from its checkpoint
-DETECTOR_RUN_SETTINGS = ("SCORE_THRESH", "NMS_THRESH", "DETECTIONS_PER_IMG")
 
 
 def check_stage(config: Config, *, training: bool = False) -> None:
-    """Refuse what a command cannot run: SGDet or detector-feature training without a
-    trained detector."""
+    """Refuse what a command cannot run: an unregistered head, SGDet or detector-feature
+    training without a trained detector."""
+    head_spec(config.MODEL.ROI_RELATION_HEAD.PREDICTOR)
     if not uses_detector(config) or not training:
         return
     detector = config.MODEL.PRETRAINED_DETECTOR_CKPT
@@ -126,18 +93,6 @@ def check_stage(config: Config, *, training: bool = False) -> None:
             f"{user} needs a trained detector in {DETECTOR_KEY} (it is empty); train one "
             f"with basgg train-detector"
         )
-
-
-def sync_detector_config(config: Config, saved_config: dict, *, source: str) -> None:
-    """Copy the detector architecture (every ``MODEL.DETECTOR`` field but the run settings
-    :data:`DETECTOR_RUN_SETTINGS`) from a checkpoint's saved config, so the model built from
-    ``config`` has the checkpoint's detector shapes."""
-    saved = saved_config.get("MODEL", {}).get("DETECTOR")
-    if not isinstance(saved, dict):
-        raise ValueError(f"{source}: the checkpoint's config has no MODEL.DETECTOR section")
-    for key, value in saved.items():
-        if key not in DETECTOR_RUN_SETTINGS:
-            set_value(config, f"MODEL.DETECTOR.{key}", value, source=source, from_text=False)
 
 
 def detector_checkpoint(config: Config) -> str:
@@ -208,17 +163,6 @@ def build_dataset(config: Config, split: str) -> VG150Dataset:
     )
     dataset.load_images = False  # targets only; images come through load_split_image
     return dataset
-
-
-def load_split_image(dataset: VG150Dataset, index: int) -> Tensor:
-    """uint8 (3, H, W) image of item ``index``."""
-    return load_image(
-        dataset.image_path(index),
-        row=int(dataset.h5_indices[index]),
-        image_id=dataset.image_ids[index],
-        json_size=dataset.image_size(index),
-        warn=True,
-    )
 
 
 def frequency_table(config: Config, context: DistributedContext) -> Tensor:
@@ -301,239 +245,3 @@ def split_zero_shot_triplets(
         return load_zero_shot_file(config.DATASETS.ZERO_SHOT_FILE), config.DATASETS.ZERO_SHOT_FILE
     train_graphs = (train.ground_truth(i) for i in range(len(train)))
     return zero_shot_triplets(train_graphs, ground_truths), "triplets absent from train"
-
-
-def feature_cache_dir(config: Config) -> Path:
-    """``FEATURE_CACHE_DIR``, or ``OUTPUT_DIR/feature_cache``."""
-    return Path(config.FEATURE_CACHE_DIR or Path(config.OUTPUT_DIR) / "feature_cache")
-
-
-def prepare_split(
-    config: Config,
-    model: SceneGraphModel,
-    dataset: VG150Dataset,
-    *,
-    context: DistributedContext,
-    progress: bool = True,
-    ground_truth_inputs: bool = False,
-) -> SplitData:
-    """The split's model inputs and cached features (extracted on a cache miss).
-
-    Train inputs are the training targets' boxes (or, with ``ground_truth_inputs``, the
-    evaluation ground truths, every box kept); val/test inputs are the evaluation ground
-    truths. In SGDet the inputs are the frozen detector's proposals
-    (:func:`prepare_detections`). The main process extracts and saves; the others then read
-    the file.
-    """
-    split = dataset.split
-    ground_truths, logits = None, None
-    if ground_truth_inputs:
-        inputs = [dataset.ground_truth(index) for index in range(len(dataset))]
-    else:
-        inputs = [_input_graph(dataset, index) for index in range(len(dataset))]
-    if config.mode is Mode.SGDET and not ground_truth_inputs:
-        detections = prepare_detections(
-            config, model, dataset, inputs, context=context, progress=progress
-        )
-        if split != "train":
-            ground_truths = inputs
-        inputs, logits = detections.graphs, detections.logits
-    features = split_features(config, model, dataset, inputs, context=context, progress=progress)
-    return SplitData(
-        name=split,
-        dataset=dataset,
-        inputs=inputs,
-        features=features,
-        ground_truths=ground_truths,
-        detector_logits=logits,
-    )
-
-
-def split_features(
-    config: Config,
-    model: SceneGraphModel,
-    dataset: VG150Dataset,
-    inputs: list[SceneGraph],
-    *,
-    context: DistributedContext,
-    progress: bool = True,
-) -> object:
-    """The feature source of a split's ``inputs``, as ``MODEL.FEATURE_STORAGE`` chooses
-    (:mod:`basgg.training.feature_storage`): a cache (read, or extracted after its size was
-    checked against the free disk space) or online features."""
-    if model.relation_features is not None:
-        return _pyramid_features(config, model, dataset, inputs, context=context, progress=progress)
-    split = dataset.split
-    paths = [dataset.image_path(index) for index in range(len(dataset))]
-    extractor = model.feature_extractor
-    path = cache_path(
-        feature_cache_dir(config),
-        split,
-        graphs=inputs,
-        image_paths=paths,
-        extractor=extractor,
-        backbone_name=config.MODEL.BACKBONE.NAME,
-    )
-
-    def extract() -> FeatureCache:
-        bar = tqdm(
-            total=len(inputs), desc=f"features {split}", disable=not progress, dynamic_ncols=True
-        )
-        cache = extract_features(
-            extractor,
-            inputs,
-            lambda index: load_split_image(dataset, index),
-            batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
-            progress=bar.update,
-        )
-        bar.close()
-        return cache
-
-    load = partial(load_split_image, dataset)
-    if not path.exists():
-        needed = frozen_cache_bytes([graph.num_objects for graph in inputs], extractor)
-        storage = choose_storage(
-            config.MODEL.FEATURE_STORAGE,
-            device=context.device,
-            needed=needed,
-            directory=path.parent,
-            what=f"frozen-trunk features of {split}",
-        )
-        if storage == "online":
-            return OnlineFrozenFeatures(extractor, load, inputs)
-    return computed_once(
-        path,
-        read=lambda: read_feature_cache(path, num_images=len(inputs)),
-        compute=extract,
-        save=save_feature_cache,
-        context=context,
-        what="feature cache",
-    )
-
-
-def _pyramid_features(
-    config: Config,
-    model: SceneGraphModel,
-    dataset: VG150Dataset,
-    inputs: list[SceneGraph],
-    *,
-    context: DistributedContext,
-    progress: bool,
-) -> object:
-    """The detector-feature source: cached pyramid levels or online pyramids."""
-    split = dataset.split
-    pyramid = model.feature_pyramid
-    load = partial(load_split_image, dataset)
-    num_objects = [graph.num_objects for graph in inputs]
-    paths = [dataset.image_path(index) for index in range(len(dataset))]
-    key = {
-        "inputs": inputs_digest(inputs, paths),
-        "pyramid": state_dict_sha256(pyramid),
-        "levels": pyramid.level_names,
-    }
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    path = feature_cache_dir(config) / f"pyramids_{split}_{name}"
-    online = OnlinePyramids(pyramid, load, num_objects, amp=config.SOLVER.AMP)
-    cached = read_pyramid_cache(path, num_images=len(inputs)) if context.is_main else None
-    if cached is None and context.is_main:
-        probe = pyramid([load(0)])[0] if len(inputs) else None
-        needed = 0
-        if probe is not None:
-            min_size, max_size = transform_sizes(pyramid)
-            needed = pyramid_cache_bytes(
-                [graph.image_size for graph in inputs],
-                channels=int(next(iter(probe.levels.values())).shape[0]),
-                strides=list(probe.strides.values()),
-                min_size=min_size,
-                max_size=max_size,
-            )
-        storage = choose_storage(
-            config.MODEL.FEATURE_STORAGE,
-            device=context.device,
-            needed=needed,
-            directory=path.parent,
-            what=f"detector pyramid features of {split}",
-        )
-        print(
-            f"detector features of {split}: {storage} (a cache would take {needed / 1e9:.2f} "
-            f"GB for {len(inputs)} images)",
-            flush=True,
-        )
-        if storage == "cache":
-            bar = tqdm(total=len(inputs), desc=f"pyramids {split}", disable=not progress)
-            cached = extract_pyramids(
-                pyramid,
-                inputs,
-                load,
-                path,
-                batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
-                progress=bar.update,
-            )
-            bar.close()
-    storage = broadcast_object("cache" if cached is not None else "online", context)
-    if storage == "online":
-        return online
-    return cached if cached is not None else read_pyramid_cache(path, num_images=len(inputs))
-
-
-def prepare_detections(
-    config: Config,
-    model: SceneGraphModel,
-    dataset: VG150Dataset,
-    graphs: list[SceneGraph],
-    *,
-    context: DistributedContext,
-    progress: bool = True,
-) -> SplitDetections:
-    """SGDet proposals of a split from the model's frozen detector (cached like features).
-
-    ``graphs`` are the split's ground truths (train: the training targets, whose boxes are
-    added to the proposals, at most ``MODEL.DETECTOR.DETECTIONS_PER_IMG`` boxes in all).
-    """
-    split = dataset.split
-    paths = [dataset.image_path(index) for index in range(len(dataset))]
-    ground_truths = graphs if split == "train" else None
-    max_boxes = config.MODEL.DETECTOR.DETECTIONS_PER_IMG
-    path = detection_cache_path(
-        feature_cache_dir(config),
-        split,
-        model=model,
-        ground_truths=ground_truths,
-        image_graphs=graphs,
-        image_paths=paths,
-        max_boxes=max_boxes,
-    )
-
-    def detect() -> SplitDetections:
-        bar = tqdm(
-            total=len(graphs), desc=f"detections {split}", disable=not progress, dynamic_ncols=True
-        )
-        detections = detect_split(
-            model,
-            [graph.image_id for graph in graphs],
-            lambda index: load_split_image(dataset, index),
-            ground_truths=ground_truths,
-            max_boxes=max_boxes,
-            batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
-            progress=bar.update,
-        )
-        bar.close()
-        return detections
-
-    detections = computed_once(
-        path,
-        read=lambda: read_detections(path, num_images=len(graphs)),
-        compute=detect,
-        save=save_detections,
-        context=context,
-        what="detection cache",
-    )
-    return detections
-
-
-def _input_graph(dataset: VG150Dataset, index: int) -> SceneGraph:
-    if dataset.split != "train":
-        return dataset.ground_truth(index)
-    with torch.random.fork_rng(devices=[]):
-        _, target = dataset[index]
-    return target

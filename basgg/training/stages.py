@@ -29,8 +29,9 @@ from basgg.data.vocabulary import Vocabulary
 from basgg.evaluation import rank_relations
 from basgg.models import SceneGraphModel, build_model
 from basgg.models.predicate_classifier import adjustment_matrix
+from basgg.training.caches import SplitData
 from basgg.training.checkpoint import check_model_fits, load_model_weights
-from basgg.training.feature_cache import FeatureCache, SplitData
+from basgg.training.feature_cache import FeatureCache
 from basgg.training.feature_storage import FeatureSubset
 
 CKPT_KEY = "MODEL.PRETRAINED_MODEL_CKPT"
@@ -38,6 +39,21 @@ CLEAN_KEY = "MODEL.ROI_RELATION_HEAD.WITH_CLEAN_CLASSIFIER"
 TRANSFER_KEY = "MODEL.ROI_RELATION_HEAD.WITH_TRANSFER_CLASSIFIER"
 MATRIX_KEY = "MODEL.ROI_RELATION_HEAD.CONFUSION_MATRIX_FILE"
 ADJUSTMENT_SUFFIX = "classifier.adjustment"
+
+
+HEAD = "MODEL.ROI_RELATION_HEAD."
+# BA-SGG stage 2 on SynthVG (23 predicates): K scaled from VG150's 15 of 50 to 7 of 23; the cap
+# N is the scaling rule (-1: a quarter of the median head-predicate count); 2.5 epochs of the
+# balanced split (2,362 images on default SynthVG).
+STAGE_TWO_OVERRIDES = [
+    HEAD + "WITH_CLEAN_CLASSIFIER", "True",
+    HEAD + "WITH_TRANSFER_CLASSIFIER", "True",
+    HEAD + "BPL_NUM_HEAD_PREDICATES", "7",
+    HEAD + "BPL_MAX_PER_PREDICATE", "-1",
+    "SOLVER.MAX_ITER", "750",
+    "SOLVER.VAL_PERIOD", "250",
+    "SOLVER.CHECKPOINT_PERIOD", "250",
+]  # fmt: skip
 
 
 def is_stage_two(config: Config) -> bool:

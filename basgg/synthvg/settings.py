@@ -14,9 +14,53 @@ from pathlib import Path
 
 import yaml
 
-from basgg.data.synthvg_grammar import PREDICATE_ANCESTORS, SCENE_KINDS, SITUATION_PREDICATES
-from basgg.data.synthvg_situations import ANCHOR_SITUATIONS
+# specific predicate -> the general predicates an annotator may write instead
+PREDICATE_ANCESTORS: dict[str, tuple[str, ...]] = {
+    "riding": ("on", "sitting on"),
+    "parked on": ("on",),
+    "walking on": ("on",),
+    "standing on": ("on",),
+    "sitting on": ("on",),
+    "laying on": ("on",),
+    "mounted on": ("on",),
+    "wearing": ("has",),
+    "wears": ("has",),
+    "holding": ("has", "with"),
+    "carrying": ("has", "with"),
+    "looking at": ("near",),
+    "watching": ("near",),
+    "part of": ("of",),
+    # already specific: annotators write them as they are
+    **dict.fromkeys(("has", "on", "above", "behind", "in front of", "near", "under"), ()),
+}
 
+# situation -> the specific predicates its true relations carry
+SITUATION_PREDICATES: dict[str, tuple[str, ...]] = {
+    "rider": ("riding",),
+    "parked": ("parked on",),
+    "pedestrian": ("walking on",),
+    "standing": ("standing on",),
+    "seated": ("sitting on",),
+    "lying": ("laying on",),
+    "tableware": ("on",),
+    "pet": ("on",),
+    "perched": ("on",),
+    "dressed": ("wearing", "wears"),
+    "holder": ("holding",),
+    "carrier": ("carrying",),
+    "gaze": ("looking at", "watching"),
+    "mounted": ("mounted on",),
+    "parts": ("has", "part of"),
+    "spatial": ("above", "behind", "in front of", "near", "under"),
+}
+
+SCENE_KINDS = ("street", "park", "beach", "snow", "indoor")
+
+# the anchor situations a scene is built around (their builders: situations.ANCHOR_SITUATIONS)
+ANCHOR_SITUATION_NAMES = (
+    "pet", "perched", "rider", "parked", "pedestrian", "standing", "seated", "lying",
+    "tableware", "gaze", "mounted", "building", "scenery",
+)  # fmt: skip
 ACCESSORIES = ("dressed", "holder", "carrier", "parts")
 
 DEFAULT_LABEL_DISTRIBUTIONS: dict[str, dict[str, dict[str, float]]] = {
@@ -58,7 +102,7 @@ class SynthSettings:
         general_bias: factor on the probability of every general label (0: always specific).
         objects_per_image: (low, high) object budget of a scene.
         spatial_per_image: mean number of spatial relations drawn from the layout (at most
-            its clear candidates, see ``synthvg_spatial``).
+            its clear candidates, see ``basgg.synthvg.spatial``).
         scene_weights: scene kind -> weight.
         situation_weights: anchor situation -> weight.
         accessory_rates: ``dressed`` / ``holder`` / ``carrier`` / ``parts`` -> probability.
@@ -126,7 +170,7 @@ class SynthSettings:
         _require(self.spatial_per_image >= 0, "spatial_per_image", ">= 0")
         for name, table, known in (
             ("scene_weights", self.scene_weights, SCENE_KINDS),
-            ("situation_weights", self.situation_weights, tuple(ANCHOR_SITUATIONS)),
+            ("situation_weights", self.situation_weights, ANCHOR_SITUATION_NAMES),
             ("accessory_rates", self.accessory_rates, ACCESSORIES),
             ("spatial_weights", self.spatial_weights, SITUATION_PREDICATES["spatial"]),
         ):

@@ -18,16 +18,16 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from basgg.data.glyphs import GlyphSet
-from basgg.data.synthvg_accessories import add_accessories, add_person
-from basgg.data.synthvg_animals import gaze, perched, pet
-from basgg.data.synthvg_grammar import (
+from basgg.synthvg.accessories import add_accessories, add_person
+from basgg.synthvg.animals import gaze, perched, pet
+from basgg.synthvg.glyphs import GlyphSet
+from basgg.synthvg.grammar import (
     SCENE_KINDS,
     SceneBuilder,
     ScenePlan,
     weighted_choice,
 )
-from basgg.data.synthvg_scenery import (
+from basgg.synthvg.scenery import (
     bench_box,
     building,
     floor_y,
@@ -39,7 +39,7 @@ from basgg.data.synthvg_scenery import (
     tableware,
     walkable_grounds,
 )
-from basgg.data.synthvg_spatial import add_spatial_relations
+from basgg.synthvg.spatial import add_spatial_relations
 
 BYSTANDER_RATE = 0.35  # a person standing beside a ridden mount, a used seat or bed
 CROWD_WEIGHTS = (0.55, 0.3, 0.15)  # one, two or three people per pedestrian / standing group

@@ -11,9 +11,9 @@ glyphs (cropped to their visible extent; animals face left).
 
 from __future__ import annotations
 
-from basgg.data.synthvg_accessories import add_person
-from basgg.data.synthvg_grammar import SceneBuilder
-from basgg.data.synthvg_scenery import (
+from basgg.synthvg.accessories import add_person
+from basgg.synthvg.grammar import SceneBuilder
+from basgg.synthvg.scenery import (
     FLYING_BIRD,
     add_table,
     bench_box,

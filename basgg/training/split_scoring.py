@@ -10,7 +10,7 @@ from tqdm import tqdm
 from basgg.evaluation import EvaluationResult, SGEvaluator
 from basgg.models.sgg_model import SceneGraphModel
 from basgg.structures import SceneGraph
-from basgg.training.feature_cache import SplitData
+from basgg.training.caches import SplitData
 
 EVALUATION_CHUNK = 256  # images predicted before they are scored
 

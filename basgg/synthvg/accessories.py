@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from basgg.data.synthvg_grammar import Person, PlannedObject, SceneBuilder
+from basgg.synthvg.grammar import Person, PlannedObject, SceneBuilder
 
 POSE_GLYPH = {
     "standing": "1f9cd",

@@ -1,9 +1,9 @@
 """SynthVG scene grammar: the planned scene, its builder, spatial relations and annotation.
 
-A scene is planned before it is drawn (:func:`basgg.data.synthvg_situations.sample_scene`):
+A scene is planned before it is drawn (:func:`basgg.synthvg.situations.sample_scene`):
 situations place objects through a :class:`SceneBuilder` and record *true* relations whose
 specific predicate is visible in the layout, and
-:func:`basgg.data.synthvg_spatial.add_spatial_relations` adds relations that the geometry
+:func:`basgg.synthvg.spatial.add_spatial_relations` adds relations that the geometry
 makes true. :func:`annotate` then plays the annotator: it keeps each true
 relation with some probability and labels it with the specific predicate or one of its
 general ancestors (``PREDICATE_ANCESTORS``).
@@ -16,47 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from basgg.data.glyphs import GlyphSet
-
-# specific predicate -> the general predicates an annotator may write instead
-PREDICATE_ANCESTORS: dict[str, tuple[str, ...]] = {
-    "riding": ("on", "sitting on"),
-    "parked on": ("on",),
-    "walking on": ("on",),
-    "standing on": ("on",),
-    "sitting on": ("on",),
-    "laying on": ("on",),
-    "mounted on": ("on",),
-    "wearing": ("has",),
-    "wears": ("has",),
-    "holding": ("has", "with"),
-    "carrying": ("has", "with"),
-    "looking at": ("near",),
-    "watching": ("near",),
-    "part of": ("of",),
-    # already specific: annotators write them as they are
-    **dict.fromkeys(("has", "on", "above", "behind", "in front of", "near", "under"), ()),
-}
-
-# situation -> the specific predicates its true relations carry
-SITUATION_PREDICATES: dict[str, tuple[str, ...]] = {
-    "rider": ("riding",),
-    "parked": ("parked on",),
-    "pedestrian": ("walking on",),
-    "standing": ("standing on",),
-    "seated": ("sitting on",),
-    "lying": ("laying on",),
-    "tableware": ("on",),
-    "pet": ("on",),
-    "perched": ("on",),
-    "dressed": ("wearing", "wears"),
-    "holder": ("holding",),
-    "carrier": ("carrying",),
-    "gaze": ("looking at", "watching"),
-    "mounted": ("mounted on",),
-    "parts": ("has", "part of"),
-    "spatial": ("above", "behind", "in front of", "near", "under"),
-}
+from basgg.synthvg.glyphs import GlyphSet
+from basgg.synthvg.settings import (  # noqa: F401 (the grammar's vocabulary, kept importable here)
+    PREDICATE_ANCESTORS,
+    SCENE_KINDS,
+    SITUATION_PREDICATES,
+)
 
 # situation -> spatial predicates it records itself, besides the spatial sampler's draws: a
 # pet or bag under a table, a person under an umbrella, a bystander near a mount, seat or bed,
@@ -71,7 +36,6 @@ SITUATION_SPATIAL: dict[str, tuple[str, ...]] = {
     "perched": ("above",),
 }
 
-SCENE_KINDS = ("street", "park", "beach", "snow", "indoor")
 GROUND_NAMES = frozenset({"street", "sidewalk", "beach", "snow", "tile"})
 FLIP_FORBIDDEN = frozenset({"sign", "clock", "screen", "laptop", "phone", "book"})
 RECOLORABLE = frozenset(

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from basgg.data.synthvg_grammar import PlannedObject, SceneBuilder
+from basgg.synthvg.grammar import PlannedObject, SceneBuilder
 
 # objects off the ground: the only subjects of "above" (and objects of "under")
 ELEVATED = frozenset({"bird", "airplane", "kite", "sign", "clock", "light", "window", "shelf"})

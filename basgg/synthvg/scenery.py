@@ -11,7 +11,7 @@ Sizes are pixels at a 240-pixel image height, scaled by perspective.
 
 from __future__ import annotations
 
-from basgg.data.synthvg_grammar import Ground, SceneBuilder
+from basgg.synthvg.grammar import Ground, SceneBuilder
 
 WALKABLE = ("sidewalk", "street", "beach", "snow", "tile")
 TABLE_ITEMS = {

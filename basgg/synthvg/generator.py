@@ -1,7 +1,7 @@
 """SynthVG: a synthetic scene-graph dataset in VG150 format, with biased annotation.
 
-:class:`SynthSettings` (in ``synthvg_settings``, re-exported here) holds every knob (sizes,
-the situation mix, the per-situation label distributions); :func:`synthesize` makes one
+:class:`SynthSettings` (in ``basgg.synthvg.settings``, re-exported here) holds every knob
+(sizes, the situation mix, the per-situation label distributions); :func:`synthesize` makes one
 image and its annotated graph from (seed, image index) alone, so :func:`generate_dataset`
 gives byte-identical files for any number of worker processes.
 """
@@ -20,25 +20,25 @@ import numpy as np
 import torch
 from PIL import Image
 
-from basgg.data.glyphs import GlyphSet, load_glyphs
-from basgg.data.synthvg_grammar import (
+from basgg.data.vg150_format import SPLIT_TEST, SPLIT_TRAIN, VG150Files, write_vg150
+from basgg.data.vocabulary import BACKGROUND, VG150_OBJECTS, Vocabulary
+from basgg.structures import SceneGraph
+from basgg.synthvg.glyphs import GlyphSet, load_glyphs
+from basgg.synthvg.grammar import (
     SITUATION_PREDICATES,
     SITUATION_SPATIAL,
     ScenePlan,
     annotate,
 )
-from basgg.data.synthvg_render import render_scene
-from basgg.data.synthvg_settings import (
+from basgg.synthvg.render import render_scene
+from basgg.synthvg.settings import (
     ACCESSORIES,
     DEFAULT_LABEL_DISTRIBUTIONS,
     SynthSettings,
     load_settings,
     settings_dict,
 )
-from basgg.data.synthvg_situations import sample_scene
-from basgg.data.vg150_format import SPLIT_TEST, SPLIT_TRAIN, VG150Files, write_vg150
-from basgg.data.vocabulary import BACKGROUND, VG150_OBJECTS, Vocabulary
-from basgg.structures import SceneGraph
+from basgg.synthvg.situations import sample_scene
 
 SURFACE_OBJECTS = tuple("street sidewalk beach snow tile table shelf bench fence pole".split())
 PART_OBJECTS = ("wheel", "window", "door", "roof")

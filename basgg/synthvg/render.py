@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from basgg.data.glyphs import GlyphSet
-from basgg.data.synthvg_grammar import PlannedObject, ScenePlan
+from basgg.synthvg.glyphs import GlyphSet
+from basgg.synthvg.grammar import PlannedObject, ScenePlan
 
 VISIBLE_ALPHA = 0.3
 MIN_BOX_SIDE = 5  # pixels
