@@ -29,6 +29,9 @@ from basgg import atomic
 from basgg.config_ranges import first_range_problem
 from basgg.structures import Mode
 
+FEATURE_EXTRACTORS = ("FrozenBackbone", "RelationFeatureExtractor")
+FEATURE_STORAGES = ("auto", "cache", "online")
+
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used."""
@@ -86,6 +89,12 @@ class RelationHeadConfig:
     BPL_MAX_PER_PREDICATE: int = 2000  # BA-SGG BPL: cap N per head predicate; -1 = scaled
     BPL_SCALE_FRACTION: float = 0.25  # with cap -1: N = fraction x median head-predicate count
     CONFUSION_MATRIX_FILE: str = ""  # BA-SGG SA: stage-1 train confusion matrix (.npy)
+    # where object and union features come from (docs/features.md):
+    # "FrozenBackbone": RoIAlign over the frozen ImageNet trunk of MODEL.BACKBONE;
+    # "RelationFeatureExtractor": SGB's, from the detector of PRETRAINED_DETECTOR_CKPT (its
+    # multi-level RoIAlign and box head, copied and trained; trunk and FPN frozen)
+    FEATURE_EXTRACTOR: Literal[FEATURE_EXTRACTORS] = "FrozenBackbone"  # type: ignore[valid-type]
+    POOLING_ALL_LEVELS: bool = True  # union boxes pooled from every FPN level, then reduced
     TRANSFORMER: TransformerConfig = field(default_factory=TransformerConfig)
 
 
@@ -137,7 +146,11 @@ class ModelConfig:
 
     DEVICE: str = "cpu"
     PRETRAINED_MODEL_CKPT: str = ""
-    PRETRAINED_DETECTOR_CKPT: str = ""  # a basgg train-detector checkpoint (SGDet)
+    PRETRAINED_DETECTOR_CKPT: str = ""  # a trained detector (SGDet, detector features)
+    # relation features: "cache" (frozen part stored once per image under FEATURE_CACHE_DIR),
+    # "online" (computed from the image in each step), "auto" (online on CUDA; on a CPU the
+    # cache unless the disk cannot hold it)
+    FEATURE_STORAGE: Literal[FEATURE_STORAGES] = "auto"  # type: ignore[valid-type]
     BACKBONE: BackboneConfig = field(default_factory=BackboneConfig)
     DETECTOR: DetectorConfig = field(default_factory=DetectorConfig)
     ROI_RELATION_HEAD: RelationHeadConfig = field(default_factory=RelationHeadConfig)
@@ -202,7 +215,7 @@ class Config:
     NUM_THREADS: int = 0  # torch intra-op CPU threads; 0 = automatic (basgg/threads.py)
     GLOVE_PATH: str = ""  # word vectors; "" = the installed GloVe package, "random" = none
     GLOVE_DIR: str = ""  # SGB's key: folder of glove.6B.<EMBED_DIM>d.txt, when GLOVE_PATH is ""
-    FEATURE_CACHE_DIR: str = ""  # frozen-backbone feature cache; "" = OUTPUT_DIR/feature_cache
+    FEATURE_CACHE_DIR: str = ""  # feature (and detection) caches; "" = OUTPUT_DIR/feature_cache
     DATASETS: DatasetsConfig = field(default_factory=DatasetsConfig)
     MODEL: ModelConfig = field(default_factory=ModelConfig)
     SOLVER: SolverConfig = field(default_factory=SolverConfig)

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Protocol
 from torch import Tensor
 
 from basgg.models.backbone import build_backbone
+from basgg.models.detector import Detector
 from basgg.models.detector_builder import detector_from_config
 from basgg.models.features import FrozenFeatureExtractor
 from basgg.models.heads import HEADS, HeadSpec, build_head, head_spec, register_head
+from basgg.models.relation_features import DetectorPyramid, RelationFeatureExtractor
 from basgg.models.relation_head import RelationHead
 from basgg.models.sgg_model import Ranker, SceneGraphModel
 from basgg.structures import Mode
@@ -29,8 +31,42 @@ __all__ = [
     "build_feature_extractor",
     "build_head",
     "build_model",
+    "build_relation_features",
     "register_head",
+    "uses_detector",
 ]
+DETECTOR_FEATURES = "RelationFeatureExtractor"
+
+
+def uses_detector(config: Config) -> bool:
+    """Whether the model needs a trained detector: SGDet, or the detector's features."""
+    head = config.MODEL.ROI_RELATION_HEAD
+    return config.mode is Mode.SGDET or head.FEATURE_EXTRACTOR == DETECTOR_FEATURES
+
+
+def build_relation_features(
+    detector: Detector, *, pool_all_levels: bool
+) -> tuple[DetectorPyramid, RelationFeatureExtractor]:
+    """SGB's relation features on ``detector``: its frozen transform + trunk + FPN, and the
+    trainable extractor starting from its box head (see :mod:`basgg.models.relation_features`).
+
+    Uses only ``detector.rcnn.transform``, ``.backbone`` (with ``out_channels``),
+    ``.roi_heads.box_roi_pool`` and ``.roi_heads.box_head``.
+    """
+    rcnn = detector.rcnn
+    heads = rcnn.roi_heads
+    pyramid = DetectorPyramid(
+        transform=rcnn.transform,
+        backbone=rcnn.backbone,
+        level_names=heads.box_roi_pool.featmap_names,
+    )
+    extractor = RelationFeatureExtractor(
+        box_roi_pool=heads.box_roi_pool,
+        box_head=heads.box_head,
+        in_channels=int(rcnn.backbone.out_channels),
+        pool_all_levels=pool_all_levels,
+    )
+    return pyramid, extractor
 
 
 class Names(Protocol):
@@ -108,7 +144,9 @@ def build_model(
     """Build the scene-graph model a :class:`basgg.config.Config` describes.
 
     In SGDet the model includes a frozen detector built from ``MODEL.DETECTOR`` with random
-    weights (load a trained detector's weights into ``model.detector``).
+    weights, and with ``FEATURE_EXTRACTOR RelationFeatureExtractor`` the detector's frozen
+    trunk + FPN and the trainable relation features (load a trained detector with
+    :meth:`SceneGraphModel.load_detector`).
 
     Args:
         config: the resolved configuration (``MODEL.*`` is read).
@@ -119,23 +157,32 @@ def build_model(
         rank_relations: the evaluator's ranking, :func:`basgg.evaluation.rank_relations`.
     """
     mode = config.mode
-    extractor = build_feature_extractor(config, backbone_weights=backbone_weights)
+    relation_config = config.MODEL.ROI_RELATION_HEAD
+    detector = extractor = pyramid = relation_features = None
+    if uses_detector(config):  # weights come from the trained detector's checkpoint
+        detector = detector_from_config(
+            config, num_classes=len(vocabulary.objects), backbone_weights=None
+        )
+    if relation_config.FEATURE_EXTRACTOR == DETECTOR_FEATURES:
+        pyramid, relation_features = build_relation_features(
+            detector, pool_all_levels=relation_config.POOLING_ALL_LEVELS
+        )
+        object_dim, union_dim = relation_features.object_dim, relation_features.union_dim
+    else:
+        extractor = build_feature_extractor(config, backbone_weights=backbone_weights)
+        object_dim, union_dim = extractor.object_dim, extractor.union_dim
     head = build_relation_head(
         config,
         mode=mode,
         num_objects=len(vocabulary.objects),
         num_predicates=len(vocabulary.predicates),
-        object_dim=extractor.object_dim,
-        union_dim=extractor.union_dim,
+        object_dim=object_dim,
+        union_dim=union_dim,
         frequency_bias_init=frequency_bias_init,
         object_word_vectors=object_word_vectors,
     )
-    relation_config = config.MODEL.ROI_RELATION_HEAD
-    detector = None
-    if mode is Mode.SGDET:  # weights come from the trained detector's checkpoint
-        detector = detector_from_config(
-            config, num_classes=len(vocabulary.objects), backbone_weights=None
-        )
+    if mode is not Mode.SGDET:  # only the pyramid (trunk + FPN) of the detector is kept
+        detector = None
     return SceneGraphModel(
         mode=mode,
         relation_head=head,
@@ -144,4 +191,6 @@ def build_model(
         rank_relations=rank_relations,
         pairs_per_image=relation_config.BATCH_SIZE_PER_IMAGE,
         positive_fraction=relation_config.POSITIVE_FRACTION,
+        feature_pyramid=pyramid,
+        relation_features=relation_features,
     )

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from basgg.models.features import FrozenFeatureExtractor
+from basgg.models.relation_features import DetectorPyramid, RelationFeatureExtractor
 from basgg.models.relation_head import RelationHead
 from basgg.models.relation_types import RelationBatch
 from basgg.models.sampling import (
@@ -82,6 +83,12 @@ class SceneGraphModel(nn.Module):
             emission order (row-major ordered pairs).
         pairs_per_image: training pairs per image (``BATCH_SIZE_PER_IMAGE``).
         positive_fraction: largest foreground share of them (``POSITIVE_FRACTION``).
+        feature_pyramid: with ``relation_features``: the detector's frozen trunk + FPN.
+        relation_features: SGB's trainable relation features from the detector
+            (``FEATURE_EXTRACTOR RelationFeatureExtractor``). Then every ``object_features``
+            argument below carries each image's frozen
+            :class:`~basgg.models.relation_features.ImagePyramid` instead of a tensor, and
+            ``union_features`` is ignored (union features are computed for the pairs used).
     """
 
     def __init__(
@@ -94,6 +101,8 @@ class SceneGraphModel(nn.Module):
         rank_relations: Ranker | None = None,
         pairs_per_image: int = 1024,
         positive_fraction: float = 0.25,
+        feature_pyramid: DetectorPyramid | None = None,
+        relation_features: RelationFeatureExtractor | None = None,
     ) -> None:
         super().__init__()
         self.mode = Mode(mode)
@@ -109,6 +118,10 @@ class SceneGraphModel(nn.Module):
         if detector is not None:
             detector.requires_grad_(False)
             detector.eval()
+        if (feature_pyramid is None) != (relation_features is None):
+            raise ValueError("feature_pyramid and relation_features come together")
+        self.feature_pyramid = feature_pyramid
+        self.relation_features = relation_features
         self.rank_relations = rank_relations
         self.pairs_per_image = pairs_per_image
         self.positive_fraction = positive_fraction
@@ -124,11 +137,25 @@ class SceneGraphModel(nn.Module):
             self.detector.eval()
         return self
 
+    def load_detector(self, detector: nn.Module, *, feature_heads: bool = True) -> None:
+        """Take a trained detector's weights: the SGDet detector's, the frozen trunk + FPN of
+        the relation features, and (``feature_heads``) the box head both trainable feature
+        heads start from (False when trained heads were loaded from a relation checkpoint)."""
+        if self.detector is not None:
+            self.detector.load_state_dict(detector.state_dict())
+        if self.relation_features is not None:
+            self.feature_pyramid.backbone.load_state_dict(detector.rcnn.backbone.state_dict())
+            if feature_heads:
+                self.relation_features.load_box_head(detector.rcnn.roi_heads.box_head)
+
     @torch.no_grad()
     def extract_features(
         self, images: Sequence[Tensor], graphs: Sequence[SceneGraph]
     ) -> tuple[list[Tensor], list[Tensor]]:
-        """Object features of each graph's boxes and union features of all its ordered pairs."""
+        """Object features of each graph's boxes and union features of all its ordered pairs
+        (with ``relation_features``: each image's frozen pyramid, and ``None`` per image)."""
+        if self.relation_features is not None:
+            return self.feature_pyramid(list(images)), [None] * len(images)
         if self.feature_extractor is None:
             raise ValueError("extract_features: this model was built without a feature extractor")
         pairs = [all_ordered_pairs(graph.num_objects) for graph in graphs]
@@ -359,7 +386,7 @@ class SceneGraphModel(nn.Module):
         """What checkpoint weights must match: head, mode, class counts and feature sizes."""
         head = self.relation_head
         classifier = head.classifier
-        return {
+        description: dict[str, object] = {
             "predictor": head.name,
             "mode": self.mode.value,
             "num_objects": int(classifier.frequency_bias.num_objects),
@@ -367,6 +394,9 @@ class SceneGraphModel(nn.Module):
             "clean_branch": bool(head.clean_branch_enabled),
             "detector": self.detector is not None,
         }
+        if self.relation_features is not None:  # absent: the frozen-backbone features
+            description["feature_extractor"] = type(self.relation_features).__name__
+        return description
 
     def _relation_batch(
         self,
@@ -379,10 +409,16 @@ class SceneGraphModel(nn.Module):
         detector_logits: Sequence[Tensor] | None,
     ) -> RelationBatch:
         device = self.device
-        unions = []
-        for graph, image_unions, image_pairs in zip(graphs, union_features, pairs, strict=True):
-            rows = ordered_pair_index(image_pairs, graph.num_objects)  # (R_i,)
-            unions.append(image_unions[rows.to(image_unions.device)])
+        if self.relation_features is not None:  # object_features: the frozen pyramids
+            pyramids = [pyramid.to(device, torch.float32) for pyramid in object_features]
+            object_features, unions = self.relation_features(
+                pyramids, [graph.boxes for graph in graphs], [p.to(device) for p in pairs]
+            )
+        else:
+            unions = []
+            for graph, image_unions, image_pairs in zip(graphs, union_features, pairs, strict=True):
+                rows = ordered_pair_index(image_pairs, graph.num_objects)  # (R_i,)
+                unions.append(image_unions[rows.to(image_unions.device)])
         return RelationBatch(
             object_features=torch.cat(list(object_features)).to(device, torch.float32),
             boxes=torch.cat([graph.boxes for graph in graphs]).to(device, torch.float32),

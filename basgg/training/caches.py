@@ -9,11 +9,14 @@ file formats live in :mod:`basgg.training.feature_cache` and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -31,13 +34,25 @@ from basgg.training.detection_cache import (
     read_detections,
     save_detections,
 )
-from basgg.training.distributed import DistributedContext, barrier
+from basgg.training.distributed import DistributedContext, barrier, broadcast_object
 from basgg.training.feature_cache import (
     FeatureCache,
     cache_path,
     extract_features,
+    inputs_digest,
     read_feature_cache,
     save_feature_cache,
+    state_dict_sha256,
+)
+from basgg.training.feature_storage import (
+    OnlineFrozenFeatures,
+    OnlinePyramids,
+    choose_storage,
+    extract_pyramids,
+    frozen_cache_bytes,
+    pyramid_cache_bytes,
+    read_pyramid_cache,
+    transform_sizes,
 )
 
 T = TypeVar("T")
@@ -52,7 +67,8 @@ class SplitData:
         dataset: the VG150 split (for "train", ``dataset[i]`` gives the training target).
         inputs: per image, the graph whose boxes the features were extracted for (PredCls,
             SGCls: the evaluation ground truth for "val" and "test"; SGDet: the proposals).
-        features: the cached features of ``inputs``.
+        features: the features of ``inputs``: a :class:`FeatureCache`, or any source with
+            ``num_objects`` and ``take(indices)`` (:mod:`basgg.training.feature_storage`).
         ground_truths: SGDet "val"/"test": the evaluation ground truths (else ``None``:
             ``inputs`` are the ground truths).
         detector_logits: SGDet: per image (N_i, C + 1) detector class logits of ``inputs``.
@@ -61,7 +77,7 @@ class SplitData:
     name: str
     dataset: VG150Dataset
     inputs: list[SceneGraph]
-    features: FeatureCache
+    features: FeatureCache | Any
     ground_truths: list[SceneGraph] | None = None
     detector_logits: list[Tensor] | None = None
 
@@ -151,6 +167,32 @@ def prepare_split(
         if split != "train":
             ground_truths = inputs
         inputs, logits = detections.graphs, detections.logits
+    features = split_features(config, model, dataset, inputs, context=context, progress=progress)
+    return SplitData(
+        name=split,
+        dataset=dataset,
+        inputs=inputs,
+        features=features,
+        ground_truths=ground_truths,
+        detector_logits=logits,
+    )
+
+
+def split_features(
+    config: Config,
+    model: SceneGraphModel,
+    dataset: VG150Dataset,
+    inputs: list[SceneGraph],
+    *,
+    context: DistributedContext,
+    progress: bool = True,
+) -> object:
+    """The feature source of a split's ``inputs``, as ``MODEL.FEATURE_STORAGE`` chooses
+    (:mod:`basgg.training.feature_storage`): a cache (read, or extracted after its size was
+    checked against the free disk space) or online features."""
+    if model.relation_features is not None:
+        return _pyramid_features(config, model, dataset, inputs, context=context, progress=progress)
+    split = dataset.split
     paths = [dataset.image_path(index) for index in range(len(dataset))]
     extractor = model.feature_extractor
     path = cache_path(
@@ -176,7 +218,19 @@ def prepare_split(
         bar.close()
         return cache
 
-    cache = computed_once(
+    load = partial(load_split_image, dataset)
+    if not path.exists():
+        needed = frozen_cache_bytes([graph.num_objects for graph in inputs], extractor)
+        storage = choose_storage(
+            config.MODEL.FEATURE_STORAGE,
+            device=context.device,
+            needed=needed,
+            directory=path.parent,
+            what=f"frozen-trunk features of {split}",
+        )
+        if storage == "online":
+            return OnlineFrozenFeatures(extractor, load, inputs)
+    return computed_once(
         path,
         read=lambda: read_feature_cache(path, num_images=len(inputs)),
         compute=extract,
@@ -184,14 +238,71 @@ def prepare_split(
         context=context,
         what="feature cache",
     )
-    return SplitData(
-        name=split,
-        dataset=dataset,
-        inputs=inputs,
-        features=cache,
-        ground_truths=ground_truths,
-        detector_logits=logits,
-    )
+
+
+def _pyramid_features(
+    config: Config,
+    model: SceneGraphModel,
+    dataset: VG150Dataset,
+    inputs: list[SceneGraph],
+    *,
+    context: DistributedContext,
+    progress: bool,
+) -> object:
+    """The detector-feature source: cached pyramid levels or online pyramids."""
+    split = dataset.split
+    pyramid = model.feature_pyramid
+    load = partial(load_split_image, dataset)
+    num_objects = [graph.num_objects for graph in inputs]
+    paths = [dataset.image_path(index) for index in range(len(dataset))]
+    key = {
+        "inputs": inputs_digest(inputs, paths),
+        "pyramid": state_dict_sha256(pyramid),
+        "levels": pyramid.level_names,
+    }
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    path = feature_cache_dir(config) / f"pyramids_{split}_{name}"
+    online = OnlinePyramids(pyramid, load, num_objects, amp=config.SOLVER.AMP)
+    cached = read_pyramid_cache(path, num_images=len(inputs)) if context.is_main else None
+    if cached is None and context.is_main:
+        probe = pyramid([load(0)])[0] if len(inputs) else None
+        needed = 0
+        if probe is not None:
+            min_size, max_size = transform_sizes(pyramid)
+            needed = pyramid_cache_bytes(
+                [graph.image_size for graph in inputs],
+                channels=int(next(iter(probe.levels.values())).shape[0]),
+                strides=list(probe.strides.values()),
+                min_size=min_size,
+                max_size=max_size,
+            )
+        storage = choose_storage(
+            config.MODEL.FEATURE_STORAGE,
+            device=context.device,
+            needed=needed,
+            directory=path.parent,
+            what=f"detector pyramid features of {split}",
+        )
+        print(
+            f"detector features of {split}: {storage} (a cache would take {needed / 1e9:.2f} "
+            f"GB for {len(inputs)} images)",
+            flush=True,
+        )
+        if storage == "cache":
+            bar = tqdm(total=len(inputs), desc=f"pyramids {split}", disable=not progress)
+            cached = extract_pyramids(
+                pyramid,
+                inputs,
+                load,
+                path,
+                batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
+                progress=bar.update,
+            )
+            bar.close()
+    storage = broadcast_object("cache" if cached is not None else "online", context)
+    if storage == "online":
+        return online
+    return cached if cached is not None else read_pyramid_cache(path, num_images=len(inputs))
 
 
 def prepare_detections(

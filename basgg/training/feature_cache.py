@@ -74,6 +74,11 @@ class FeatureCache:
         start = int(self._pair_start[index])
         return self.union_features[start : start + count * (count - 1)].float()
 
+    def take(self, indices: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
+        """Object and union features of each image of ``indices`` (the interface every
+        feature source of a :class:`SplitData` has)."""
+        return [self.objects(i) for i in indices], [self.unions(i) for i in indices]
+
     def state(self) -> dict:
         return {
             "format": CACHE_FORMAT,

@@ -153,12 +153,11 @@ def load_batch(split: SplitData, items: Sequence[tuple[int, int]], *, seed: int)
                 f"but the feature cache has {int(split.features.num_objects[index])}"
             )
         batch.targets.append(target)
-        batch.object_features.append(split.features.objects(index))
-        batch.union_features.append(split.features.unions(index))
         batch.generators.append(torch.Generator().manual_seed(mix_seed(seed, position, 1)))
         if sgdet:
             batch.proposals.append(split.inputs[index])
             batch.detector_logits.append(split.detector_logits[index])
+    batch.object_features, batch.union_features = split.features.take([index for _, index in items])
     return batch
 
 

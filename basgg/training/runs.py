@@ -27,7 +27,7 @@ from basgg.evaluation import EvaluationResult, rank_relations, write_predictions
 from basgg.evaluation.confusion import PredicateConfusion
 from basgg.evaluation.hierarchy import predicate_hierarchy, write_hierarchy
 from basgg.evaluation.report import plot_confusion
-from basgg.models import SceneGraphModel, build_model
+from basgg.models import SceneGraphModel, build_model, uses_detector
 from basgg.output_lock import holding_output_dir, output_lock
 from basgg.structures import Mode
 from basgg.threads import apply_threads
@@ -110,8 +110,11 @@ def train(config: Config, *, progress: bool = True, resume_anyway: bool = False)
         shutdown_distributed()
 
 
-def _load_detector_weights(config: Config, model: SceneGraphModel, vocabulary: Vocabulary) -> None:
-    """Give an SGDet model the weights of ``MODEL.PRETRAINED_DETECTOR_CKPT``.
+def _load_detector_weights(
+    config: Config, model: SceneGraphModel, vocabulary: Vocabulary, *, feature_heads: bool = True
+) -> None:
+    """Give the model the weights of ``MODEL.PRETRAINED_DETECTOR_CKPT`` (SGDet's detector,
+    the detector features' trunk and, with ``feature_heads``, their starting box head).
 
     Raises:
         CheckpointError: naming the file when it is not a detector checkpoint or its classes
@@ -120,7 +123,7 @@ def _load_detector_weights(config: Config, model: SceneGraphModel, vocabulary: V
     detector, _ = load_detector(
         Path(config.MODEL.PRETRAINED_DETECTOR_CKPT), object_names=vocabulary.objects
     )
-    model.detector.load_state_dict(detector.state_dict())
+    model.load_detector(detector, feature_heads=feature_heads)
 
 
 def _train(
@@ -131,7 +134,7 @@ def _train(
     if solver.SCHEDULE.TYPE == "WarmupReduceLROnPlateau":
         check_metric_name(solver.SCHEDULE.METRIC, config.TEST.TOP_KS, "SOLVER.SCHEDULE.METRIC")
     output_dir = Path(config.OUTPUT_DIR)
-    sgdet = config.mode is Mode.SGDET
+    sgdet = uses_detector(config)  # SGDet or the detector's relation features
     if sgdet:  # build the detector its checkpoint holds
         source = detector_checkpoint(config)
         sync_detector_config(config, detector_file_config(source), source=source)
@@ -160,8 +163,8 @@ def _train(
     parameters = list(model.parameters())
     if is_stage_two(config):
         parameters = setup_stage_two(config, model, model_info=model_info(model, vocabulary))
-    if sgdet and config.MODEL.PRETRAINED_DETECTOR_CKPT:
-        _load_detector_weights(config, model, vocabulary)
+    if sgdet and config.MODEL.PRETRAINED_DETECTOR_CKPT:  # stage 2 keeps its trained heads
+        _load_detector_weights(config, model, vocabulary, feature_heads=not is_stage_two(config))
     model.to(context.device)
     broadcast_model(model, context)
     if context.enabled:
@@ -194,7 +197,7 @@ def _train(
     elif config.MODEL.PRETRAINED_MODEL_CKPT and not is_stage_two(config):
         load_model_weights(config.MODEL.PRETRAINED_MODEL_CKPT, model, model_info=info)
         if sgdet and config.MODEL.PRETRAINED_DETECTOR_CKPT:  # the detector the inputs came from
-            _load_detector_weights(config, model, vocabulary)
+            _load_detector_weights(config, model, vocabulary, feature_heads=False)
 
     settings = TrainingSettings(
         max_iter=solver.MAX_ITER,
@@ -273,7 +276,7 @@ def load_trained_model(
     branch and adjustment matrix so that its weights load.
     """
     checkpoint = read_checkpoint(path)
-    if config.mode is Mode.SGDET:
+    if uses_detector(config):  # the checkpoint's detector architecture
         sync_detector_config(config, checkpoint.get("config", {}), source=str(path))
     return build_trained_model(config, checkpoint, path, vocabulary=vocabulary).to(device)
 

@@ -30,7 +30,7 @@ from basgg.evaluation import (
     predicate_information,
     zero_shot_triplets,
 )
-from basgg.models import SceneGraphModel
+from basgg.models import SceneGraphModel, uses_detector
 from basgg.models.features import class_word_vectors
 from basgg.models.heads import head_spec
 from basgg.pretrained import AssetError, load_backbone_weights, load_glove
@@ -81,10 +81,10 @@ DETECTOR_KEY = "MODEL.PRETRAINED_DETECTOR_CKPT"
 
 
 def check_stage(config: Config, *, training: bool = False) -> None:
-    """Refuse what a command cannot run: an unregistered head, SGDet training without a
-    trained detector."""
+    """Refuse what a command cannot run: an unregistered head, SGDet or detector-feature
+    training without a trained detector."""
     head_spec(config.MODEL.ROI_RELATION_HEAD.PREDICTOR)
-    if config.mode is not Mode.SGDET or not training:
+    if not uses_detector(config) or not training:
         return
     detector = config.MODEL.PRETRAINED_DETECTOR_CKPT
     stage_one = config.MODEL.PRETRAINED_MODEL_CKPT
@@ -92,9 +92,14 @@ def check_stage(config: Config, *, training: bool = False) -> None:
         if not Path(detector).is_file():
             raise ValueError(f"{DETECTOR_KEY}: {detector}: detector checkpoint not found")
     elif not stage_one:
+        user = (
+            "SGDet (MODEL.ROI_RELATION_HEAD.USE_GT_BOX False)"
+            if config.mode is Mode.SGDET
+            else "MODEL.ROI_RELATION_HEAD.FEATURE_EXTRACTOR RelationFeatureExtractor"
+        )
         raise ValueError(
-            f"SGDet (MODEL.ROI_RELATION_HEAD.USE_GT_BOX False) needs a trained detector in "
-            f"{DETECTOR_KEY} (it is empty); train one with basgg train-detector"
+            f"{user} needs a trained detector in {DETECTOR_KEY} (it is empty); train one "
+            f"with basgg train-detector"
         )
 
 

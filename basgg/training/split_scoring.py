@@ -40,12 +40,13 @@ def predict_split(
     bar = tqdm(total=len(indices), desc=f"predict {split.name}", disable=not progress, leave=False)
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
+        objects, unions = split.features.take(list(chunk))
         with autocast(model.device, amp):
             predictions.extend(
                 model.predict(
                     [split.inputs[i] for i in chunk],
-                    [split.features.objects(i) for i in chunk],
-                    [split.features.unions(i) for i in chunk],
+                    objects,
+                    unions,
                     detector_logits=(
                         None
                         if split.detector_logits is None

@@ -32,6 +32,7 @@ from basgg.models.predicate_classifier import adjustment_matrix
 from basgg.training.caches import SplitData
 from basgg.training.checkpoint import check_model_fits, load_model_weights
 from basgg.training.feature_cache import FeatureCache
+from basgg.training.feature_storage import FeatureSubset
 
 CKPT_KEY = "MODEL.PRETRAINED_MODEL_CKPT"
 CLEAN_KEY = "MODEL.ROI_RELATION_HEAD.WITH_CLEAN_CLASSIFIER"
@@ -116,6 +117,8 @@ def setup_stage_two(
     head = model.relation_head
     if head_config.WITH_CLEAN_CLASSIFIER:
         head.enable_clean_branch()
+        if model.relation_features is not None:  # the detector-feature layers freeze too
+            model.relation_features.requires_grad_(False)
     if head_config.WITH_TRANSFER_CLASSIFIER:
         num_predicates = int(head.classifier.num_predicates)
         confusion = read_confusion_matrix(head_config.CONFUSION_MATRIX_FILE, num_predicates)
@@ -195,15 +198,10 @@ def balanced_train_split(
     )
     positions = np.flatnonzero(np.isin(before, dataset.h5_indices))  # (n_kept,) file order
     features = split.features
-    cache = FeatureCache(
-        object_features=_concat(
-            [features.objects(int(i)) for i in positions], features.object_features
-        ),
-        union_features=_concat(
-            [features.unions(int(i)) for i in positions], features.union_features
-        ),
-        num_objects=features.num_objects[torch.from_numpy(positions)].clone(),
-    )
+    if not isinstance(features, FeatureCache):  # detector pyramids or online features
+        cache = FeatureSubset(features, positions.tolist())
+    else:
+        cache = _subset_cache(features, positions)
     inputs = [split.inputs[int(i)] for i in positions]
     logits = None
     if split.detector_logits is not None:  # SGDet: the proposals' detector logits
@@ -212,6 +210,19 @@ def balanced_train_split(
         name=split.name, dataset=dataset, inputs=inputs, features=cache, detector_logits=logits
     )
     return kept, selection
+
+
+def _subset_cache(features: FeatureCache, positions: np.ndarray) -> FeatureCache:
+    """A copy of the cache rows of the images ``positions``."""
+    return FeatureCache(
+        object_features=_concat(
+            [features.objects(int(i)) for i in positions], features.object_features
+        ),
+        union_features=_concat(
+            [features.unions(int(i)) for i in positions], features.union_features
+        ),
+        num_objects=features.num_objects[torch.from_numpy(positions)].clone(),
+    )
 
 
 def _concat(rows: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
