@@ -121,7 +121,7 @@ def test_resuming_with_another_config_is_refused_naming_the_keys(
     capsys.readouterr()
     assert main(["train", "--no-progress", *other]) == 2
     message = capsys.readouterr().err
-    assert "SOLVER.BASE_LR: 0.05 in the checkpoint, 0.5 now" in message
+    assert "SOLVER.BASE_LR: 0.025 in the checkpoint, 0.5 now" in message
     assert "SEED: 0 in the checkpoint, 7 now" in message
     assert "--resume-anyway" in message and "MAX_ITER" not in message  # MAX_ITER may grow
     assert (run / "config.yaml").read_text() == saved_config  # still describes the run
