@@ -26,20 +26,7 @@ def detector_from_config(
         num_classes=num_classes,
         backbone_weights=backbone_weights,
         trainable_layers=settings.TRAINABLE_LAYERS,
-        fpn_channels=settings.FPN_CHANNELS,
-        representation_size=settings.REPRESENTATION_SIZE,
-        min_size=settings.MIN_SIZE,
-        max_size=settings.MAX_SIZE,
-        rpn_pre_nms_top_n_train=settings.RPN_PRE_NMS_TOP_N_TRAIN,
-        rpn_post_nms_top_n_train=settings.RPN_POST_NMS_TOP_N_TRAIN,
-        rpn_pre_nms_top_n_test=settings.RPN_PRE_NMS_TOP_N_TEST,
-        rpn_post_nms_top_n_test=settings.RPN_POST_NMS_TOP_N_TEST,
-        box_batch_size_per_image=settings.BOX_BATCH_SIZE_PER_IMAGE,
-        score_thresh=settings.SCORE_THRESH,
-        nms_thresh=settings.NMS_THRESH,
-        detections_per_img=settings.DETECTIONS_PER_IMG,
-        anchor_sizes=settings.ANCHOR_SIZES,
-        aspect_ratios=settings.ASPECT_RATIOS,
+        **_shared_settings(settings),
     )
 
 
@@ -51,20 +38,24 @@ def sgb_detector_from_settings(settings: Any, *, num_classes: int) -> Detector:
             f"MODEL.DETECTOR.ARCHITECTURE sgb is SGB's {SGB_BACKBONE} FPN detector; "
             f"MODEL.DETECTOR.BACKBONE is {settings.BACKBONE!r}"
         )
-    return build_sgb_detector(
-        num_classes=num_classes,
-        fpn_channels=settings.FPN_CHANNELS,
-        representation_size=settings.REPRESENTATION_SIZE,
-        min_size=settings.MIN_SIZE,
-        max_size=settings.MAX_SIZE,
-        rpn_pre_nms_top_n_train=settings.RPN_PRE_NMS_TOP_N_TRAIN,
-        rpn_post_nms_top_n_train=settings.RPN_POST_NMS_TOP_N_TRAIN,
-        rpn_pre_nms_top_n_test=settings.RPN_PRE_NMS_TOP_N_TEST,
-        rpn_post_nms_top_n_test=settings.RPN_POST_NMS_TOP_N_TEST,
-        box_batch_size_per_image=settings.BOX_BATCH_SIZE_PER_IMAGE,
-        score_thresh=settings.SCORE_THRESH,
-        nms_thresh=settings.NMS_THRESH,
-        detections_per_img=settings.DETECTIONS_PER_IMG,
-        anchor_sizes=settings.ANCHOR_SIZES,
-        aspect_ratios=settings.ASPECT_RATIOS,
-    )
+    return build_sgb_detector(num_classes=num_classes, **_shared_settings(settings))
+
+
+def _shared_settings(settings: Any) -> dict[str, Any]:
+    """The builder keywords both architectures take from a ``MODEL.DETECTOR`` section."""
+    return {
+        "fpn_channels": settings.FPN_CHANNELS,
+        "representation_size": settings.REPRESENTATION_SIZE,
+        "min_size": settings.MIN_SIZE,
+        "max_size": settings.MAX_SIZE,
+        "rpn_pre_nms_top_n_train": settings.RPN_PRE_NMS_TOP_N_TRAIN,
+        "rpn_post_nms_top_n_train": settings.RPN_POST_NMS_TOP_N_TRAIN,
+        "rpn_pre_nms_top_n_test": settings.RPN_PRE_NMS_TOP_N_TEST,
+        "rpn_post_nms_top_n_test": settings.RPN_POST_NMS_TOP_N_TEST,
+        "box_batch_size_per_image": settings.BOX_BATCH_SIZE_PER_IMAGE,
+        "score_thresh": settings.SCORE_THRESH,
+        "nms_thresh": settings.NMS_THRESH,
+        "detections_per_img": settings.DETECTIONS_PER_IMG,
+        "anchor_sizes": settings.ANCHOR_SIZES,
+        "aspect_ratios": settings.ASPECT_RATIOS,
+    }
