@@ -84,11 +84,14 @@ def holding_output_dir(
     command: str, folder: Callable[..., Any] = lambda config, *_, **__: config.OUTPUT_DIR
 ) -> Callable[[F], F]:
     """Decorator: the function runs holding the folder ``folder(*args, **kwargs)`` gives
-    (default: its first argument's ``OUTPUT_DIR``), see :func:`output_lock`."""
+    (default: its first argument's ``OUTPUT_DIR``), see :func:`output_lock`. Among the
+    processes of a ``torchrun`` group (``RANK`` set) only the main one (rank 0) takes it."""
 
     def decorate(function: F) -> F:
         @functools.wraps(function)
         def holding(*args: Any, **kwargs: Any) -> Any:
+            if os.environ.get("RANK", "0") not in ("", "0"):  # torchrun: the main process holds it
+                return function(*args, **kwargs)
             with output_lock(folder(*args, **kwargs), command):
                 return function(*args, **kwargs)
 

@@ -141,18 +141,18 @@ def test_demo_stage_configs_share_everything_but_the_stage(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_demo_runs_both_stages_and_resumes(
-    tiny_vg150: VG150Files, tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_vg150: VG150Files, tmp_path: Path, capfd: pytest.CaptureFixture
 ) -> None:
     overrides = [*tiny_overrides(tiny_vg150, tmp_path / "demo", tmp_path / "cache")]
     overrides += ["SOLVER.MAX_ITER", "2", HEAD + "BPL_NUM_HEAD_PREDICATES", "1"]
     assert main(["demo", "--no-progress", *overrides]) == 0
-    first = capsys.readouterr().out
+    first = capfd.readouterr().out
     assert "stage 1 (general model): training" in first and "BA-SGG" in first
     assert "specific R" in first and "PairR@20" in first and "RI@20" in first
     assert (tmp_path / "demo" / "comparison.png").is_file()
     assert f"results site: {tmp_path / 'demo' / 'site' / 'index.html'}" in first
     assert main(["demo", "--no-progress", *overrides, "SOLVER.MAX_ITER", "2"]) == 0
-    second = capsys.readouterr().out
+    second = capfd.readouterr().out
     assert (
         "stage 1 (general model): done" in second and "stage 2 (BA-SGG: BPL + SA): done" in second
     )

@@ -81,3 +81,61 @@ def test_two_gloo_processes_equal_one_process(tiny_vg150: VG150Files, tmp_path: 
     for row_one, row_two in zip(log_one[1:], log_two[1:], strict=True):
         loss_one, loss_two = float(row_one.split(",")[2]), float(row_two.split(",")[2])
         assert loss_two == pytest.approx(loss_one, rel=1e-5)
+
+
+def confusion_and_test(config) -> None:  # noqa: ANN001 - spawned by launch()
+    from basgg.training.distributed import init_distributed
+    from basgg.training.runs import compute_confusion_matrix, evaluate_checkpoint
+
+    context = init_distributed(config.MODEL.DEVICE)
+    compute_confusion_matrix(config, progress=False, context=context)
+    evaluate_checkpoint(config, split="test", progress=False, context=context)
+
+
+@pytest.mark.slow
+def test_launched_processes_share_features_confusion_and_test(
+    tiny_vg150: VG150Files, tmp_path: Path
+) -> None:
+    """Two launched processes extract half of each split's features and predict half of
+    the images each; the caches, the confusion matrix and the test metrics are those of one
+    process."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from basgg.training.launch import launch
+
+    extra = ["SOLVER.MAX_ITER", "3"]
+    config = load_config(None, [*tiny_overrides(tiny_vg150, tmp_path / "one", tmp_path / "c1"),
+                                *extra])  # fmt: skip
+    train(config, progress=False)
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    for name in ("one", "two"):
+        for path in (tmp_path / name).glob("*.npy"):
+            path.unlink()
+    launch(confusion_and_test, (config,), world_size=1)
+    other = load_config(None, [*tiny_overrides(tiny_vg150, tmp_path / "two", tmp_path / "c2"),
+                               *extra])  # fmt: skip
+    launch(confusion_and_test, (other,), world_size=2)
+
+    two_files = sorted(path.name for path in (tmp_path / "c2").iterdir())  # c1: also training's
+    assert all(name.endswith(".pt") for name in two_files)  # no parts left
+    assert sum(name.startswith(("features_test_", "features_train_")) for name in two_files) == 2
+    for name in two_files:
+        if name.startswith("features_"):
+            first = torch.load(tmp_path / "c1" / name, weights_only=True)
+            second = torch.load(tmp_path / "c2" / name, weights_only=True)
+            assert torch.equal(first["num_objects"], second["num_objects"])
+            for key in ("object_features", "union_features"):
+                torch.testing.assert_close(first[key], second[key], rtol=0, atol=2e-3)
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "one" / "confusion_matrix.npy"),
+        np.load(tmp_path / "two" / "confusion_matrix.npy"),
+    )
+    metrics = [
+        json.loads((tmp_path / name / "inference" / "test" / "metrics.json").read_text())
+        for name in ("one", "two")
+    ]
+    for key, value in metrics[0]["metrics"].items():
+        assert metrics[1]["metrics"][key] == pytest.approx(value, abs=1e-6), key

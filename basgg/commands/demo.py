@@ -33,6 +33,7 @@ from basgg.data.vg150_format import VG150Files  # noqa: E402
 from basgg.output_lock import holding_output_dir  # noqa: E402
 from basgg.synthvg.generator import generate_dataset, load_settings  # noqa: E402
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
+from basgg.training.launch import default_world_size, launch  # noqa: E402
 from basgg.training.setup import PACKAGED_CONFIGS, resolve_config_path  # noqa: E402
 from basgg.training.stages import HEAD, STAGE_TWO_OVERRIDES  # noqa: E402
 
@@ -45,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="stage-1 YAML (default synthvg_predcls.yaml)")
     parser.add_argument("--workers", type=int, default=None, help="processes for generation")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=0,
+        help="processes that train and test together (default 0: one per usable CPU core, "
+        "or per GPU; the results are those of one process)",
+    )
     parser.add_argument(
         "overrides", nargs=argparse.REMAINDER, help="KEY VALUE pairs, e.g. OUTPUT_DIR outputs/x"
     )
@@ -78,9 +86,7 @@ def demo_configs(config_path: Path | None, overrides: list[str]) -> tuple[Config
     "basgg demo", folder=lambda args: demo_configs(args.config, list(args.overrides))[0].OUTPUT_DIR
 )
 def run(args: argparse.Namespace) -> int:
-    from basgg.training.runs import compute_confusion_matrix, train
-
-    start = time.perf_counter()
+    start = time.monotonic()
     progress = not args.no_progress
     config, stage_one, stage_two = demo_configs(args.config, list(args.overrides))
     output_dir = Path(config.OUTPUT_DIR)
@@ -104,31 +110,14 @@ def run(args: argparse.Namespace) -> int:
     print(summary_table(summary))
     save_config(config, output_dir / "config.yaml")
 
-    stage_one_dir = Path(stage_one.OUTPUT_DIR)
-    if (stage_one_dir / FINAL_CHECKPOINT).is_file():
-        _step(3, f"stage 1 (general model): done, in {stage_one_dir}", start)
-    else:
-        head = stage_one.MODEL.ROI_RELATION_HEAD.PREDICTOR
-        task = stage_one.mode.value
-        _step(3, f"stage 1 (general model): training {head} {task} in {stage_one_dir}", start)
-        train(stage_one, progress=progress)
-    matrix = Path(stage_two.MODEL.ROI_RELATION_HEAD.CONFUSION_MATRIX_FILE)
-    if matrix.is_file():
-        _step(4, f"stage-1 confusion matrix on train: done, {matrix}", start)
-    else:
-        _step(4, "stage-1 confusion matrix on train", start)
-        compute_confusion_matrix(stage_one, progress=progress)
-    stage_two_dir = Path(stage_two.OUTPUT_DIR)
-    if (stage_two_dir / FINAL_CHECKPOINT).is_file():
-        _step(5, f"stage 2 (BA-SGG: BPL + SA): done, in {stage_two_dir}", start)
-    else:
-        _step(5, f"stage 2 (BA-SGG: BPL + SA): training in {stage_two_dir}", start)
-        train(stage_two, progress=progress)
-    _step(6, "testing both models on the test split", start)
-    metrics = {
-        "stage 1": _test_metrics(stage_one, progress),
-        "BA-SGG": _test_metrics(stage_two, progress),
-    }
+    stage_one_dir, stage_two_dir = Path(stage_one.OUTPUT_DIR), Path(stage_two.OUTPUT_DIR)
+    device = stage_one.MODEL.DEVICE
+    batch = min(stage_one.SOLVER.IMS_PER_BATCH, stage_two.SOLVER.IMS_PER_BATCH)
+    world_size = args.nproc if args.nproc > 0 else default_world_size(device, batch)
+    launch(
+        run_stages, (stage_one, stage_two, progress, start), world_size=world_size, device=device
+    )
+    metrics = {"stage 1": _read_metrics(stage_one), "BA-SGG": _read_metrics(stage_two)}
     print(comparison_table(metrics))
     plot = plot_comparison(metrics, output_dir / "comparison.png")
     _step(7, "results site: stage 1 vs BA-SGG (basgg view)", start)
@@ -140,23 +129,59 @@ def run(args: argparse.Namespace) -> int:
         f"\nplots: {plot}\nresults site: {site} (open it in a browser)\n"
         f"resolved configs: {stage_one_dir / 'config.yaml'}, "
         f"{stage_two_dir / 'config.yaml'}\n"
-        f"wall time {time.perf_counter() - start:.0f} s, CPU time {cpu:.0f} s (this run)"
+        f"wall time {time.monotonic() - start:.0f} s, CPU time {cpu:.0f} s (this run)"
     )
     return 0
 
 
+def run_stages(stage_one: Config, stage_two: Config, progress: bool, start: float) -> None:
+    """Steps 3-6 (each skipped when its output exists), in every process of the demo's
+    process group (:mod:`basgg.training.launch`); the main process prints and writes."""
+    from basgg.training.distributed import init_distributed
+    from basgg.training.runs import compute_confusion_matrix, evaluate_checkpoint, train
+
+    context = init_distributed(stage_one.MODEL.DEVICE)  # the launcher's group, or one process
+
+    def step(number: int, text: str) -> None:
+        if context.is_main:
+            _step(number, text, start)
+
+    stage_one_dir, stage_two_dir = Path(stage_one.OUTPUT_DIR), Path(stage_two.OUTPUT_DIR)
+    if (stage_one_dir / FINAL_CHECKPOINT).is_file():
+        step(3, f"stage 1 (general model): done, in {stage_one_dir}")
+    else:
+        head = stage_one.MODEL.ROI_RELATION_HEAD.PREDICTOR
+        task = stage_one.mode.value
+        step(3, f"stage 1 (general model): training {head} {task} in {stage_one_dir}")
+        train(stage_one, progress=progress)
+    matrix = Path(stage_two.MODEL.ROI_RELATION_HEAD.CONFUSION_MATRIX_FILE)
+    if matrix.is_file():
+        step(4, f"stage-1 confusion matrix on train: done, {matrix}")
+    else:
+        step(4, "stage-1 confusion matrix on train")
+        compute_confusion_matrix(stage_one, progress=progress, context=context)
+    if (stage_two_dir / FINAL_CHECKPOINT).is_file():
+        step(5, f"stage 2 (BA-SGG: BPL + SA): done, in {stage_two_dir}")
+    else:
+        step(5, f"stage 2 (BA-SGG: BPL + SA): training in {stage_two_dir}")
+        train(stage_two, progress=progress)
+    step(6, "testing both models on the test split")
+    for config in (stage_one, stage_two):
+        if not _metrics_path(config).is_file():
+            evaluate_checkpoint(config, split="test", progress=progress, context=context)
+
+
 def _step(number: int, text: str, start: float) -> None:
-    print(f"[{number}/7 {time.perf_counter() - start:5.0f} s] {text}", flush=True)
+    print(f"[{number}/7 {time.monotonic() - start:5.0f} s] {text}", flush=True)
 
 
-def _test_metrics(config: Config, progress: bool) -> dict:
-    """The test metrics of a trained stage (read back when already computed)."""
-    from basgg.training.runs import evaluate_checkpoint
+def _metrics_path(config: Config) -> Path:
+    return Path(config.OUTPUT_DIR) / "inference" / "test" / METRICS_FILE
 
-    path = Path(config.OUTPUT_DIR) / "inference" / "test" / METRICS_FILE
-    if not path.is_file():
-        evaluate_checkpoint(config, split="test", progress=progress)
-    return json.loads(path.read_text())
+
+def _read_metrics(config: Config) -> dict:
+    """The test metrics a stage's ``basgg test`` wrote."""
+    return json.loads(_metrics_path(config).read_text())
 
 
 def write_results_site(files: VG150Files, stage_one: Config, stage_two: Config, out: Path) -> Path:

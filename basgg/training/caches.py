@@ -13,7 +13,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,12 +34,13 @@ from basgg.training.detection_cache import (
     read_detections,
     save_detections,
 )
-from basgg.training.distributed import DistributedContext, barrier, broadcast_object
+from basgg.training.distributed import DistributedContext, barrier, broadcast_object, shard
 from basgg.training.feature_cache import (
     FeatureCache,
     cache_path,
     extract_features,
     inputs_digest,
+    join_feature_caches,
     read_feature_cache,
     save_feature_cache,
     state_dict_sha256,
@@ -204,14 +205,18 @@ def split_features(
         backbone_name=config.MODEL.BACKBONE.NAME,
     )
 
-    def extract() -> FeatureCache:
+    def extract(indices: range | None = None) -> FeatureCache:
+        indices = range(len(inputs)) if indices is None else indices
         bar = tqdm(
-            total=len(inputs), desc=f"features {split}", disable=not progress, dynamic_ncols=True
+            total=len(indices),
+            desc=f"features {split}",
+            disable=not (progress and context.is_main),
+            dynamic_ncols=True,
         )
         cache = extract_features(
             extractor,
-            inputs,
-            lambda index: load_split_image(dataset, index),
+            [inputs[index] for index in indices],
+            lambda position: load_split_image(dataset, indices[position]),
             batch_size=config.MODEL.BACKBONE.BATCH_SIZE,
             progress=bar.update,
         )
@@ -228,8 +233,10 @@ def split_features(
             directory=path.parent,
             what=f"frozen-trunk features of {split}",
         )
-        if storage == "online":
+        if broadcast_object(storage, context) == "online":
             return OnlineFrozenFeatures(extractor, load, inputs)
+    if context.enabled:
+        return sharded_feature_cache(path, num_images=len(inputs), extract=extract, context=context)
     return computed_once(
         path,
         read=lambda: read_feature_cache(path, num_images=len(inputs)),
@@ -238,6 +245,55 @@ def split_features(
         context=context,
         what="feature cache",
     )
+
+
+def sharded_feature_cache(
+    path: Path,
+    *,
+    num_images: int,
+    extract: Callable[[range], FeatureCache],
+    context: DistributedContext,
+) -> FeatureCache:
+    """A feature cache that every process helps extract (several processes, one file).
+
+    When the main process finds no readable cache at ``path``, each process extracts its
+    contiguous share of the images (:func:`shard`) into ``<path>.part<rank>of<world>``; the
+    main process joins the parts in rank order into ``path`` (the same file one process
+    would write) and removes them; then every process reads ``path``.
+
+    Raises:
+        ValueError: naming ``path`` when the joined file cannot be read back.
+    """
+    cache = None
+    if context.is_main and path.exists():
+        cache = read_feature_cache(path, num_images=num_images)
+        if cache is None:
+            warnings.warn(f"{path}: unreadable feature cache, computing it again", stacklevel=2)
+    if not broadcast_object(cache is not None, context):
+        world = context.world_size
+
+        def part_path(rank: int) -> Path:
+            return path.with_name(f"{path.name}.part{rank}of{world}")
+
+        save_feature_cache(extract(shard(num_images, context)), part_path(context.rank))
+        barrier(context)
+        if context.is_main:
+            parts = []
+            for rank in range(world):
+                share = len(shard(num_images, replace(context, rank=rank)))
+                part = read_feature_cache(part_path(rank), num_images=share)
+                if part is None:
+                    raise ValueError(f"{part_path(rank)}: feature cache part is unreadable")
+                parts.append(part)
+            save_feature_cache(join_feature_caches(parts), path)
+            for rank in range(world):
+                part_path(rank).unlink(missing_ok=True)
+        barrier(context)
+    if cache is None:
+        cache = read_feature_cache(path, num_images=num_images)
+        if cache is None:
+            raise ValueError(f"{path}: feature cache written by the main process is unreadable")
+    return cache
 
 
 def _pyramid_features(

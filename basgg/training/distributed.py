@@ -67,10 +67,32 @@ def init_distributed(device: str = "cpu") -> DistributedContext:
     return DistributedContext(rank=rank, world_size=world_size, device=torch_device)
 
 
+def group_exists() -> bool:
+    """Whether this process already belongs to a process group (e.g. one that
+    :mod:`basgg.training.launch` made, which outlives each run inside it)."""
+    return dist.is_available() and dist.is_initialized()
+
+
 def shutdown_distributed() -> None:
     """Leave the process group, if any."""
-    if dist.is_available() and dist.is_initialized():
+    if group_exists():
         dist.destroy_process_group()
+
+
+def shard(count: int, context: DistributedContext) -> range:
+    """This process's contiguous share of ``count`` items (ranks in order cover them all)."""
+    return range(
+        count * context.rank // context.world_size, count * (context.rank + 1) // context.world_size
+    )
+
+
+def gather_to_main(value: object, context: DistributedContext) -> list[object] | None:
+    """Every process's ``value`` in rank order on the main process; ``None`` elsewhere."""
+    if not context.enabled:
+        return [value]
+    gathered: list[object] | None = [None] * context.world_size if context.is_main else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
 
 
 def barrier(context: DistributedContext) -> None:

@@ -184,6 +184,15 @@ def _concatenate(parts: list[Tensor], width: int) -> Tensor:
     return torch.cat([part.reshape(-1, width) for part in parts])
 
 
+def join_feature_caches(parts: Sequence[FeatureCache]) -> FeatureCache:
+    """The caches of consecutive image ranges as one cache, images in order."""
+    return FeatureCache(
+        object_features=torch.cat([part.object_features for part in parts]),
+        union_features=torch.cat([part.union_features for part in parts]),
+        num_objects=torch.cat([part.num_objects for part in parts]),
+    )
+
+
 def save_feature_cache(cache: FeatureCache, path: str | Path) -> Path:
     """Write atomically (temporary file, fsync, rename)."""
     return atomic_save(cache.state(), path)

@@ -402,17 +402,19 @@ def validate_and_select(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
 ) -> dict[str, float]:
-    """Validate on the main process, feed the schedule, save ``model_best.pth`` on a new best."""
+    """Validate (every process predicts a share, the main process scores), feed the schedule,
+    save ``model_best.pth`` on a new best."""
     metrics: dict[str, float] | None = None
-    if context.is_main:
-        result = evaluate(
-            model,
-            val,
-            make_evaluator(),
-            batch_size=settings.val_batch_size,
-            max_images=settings.max_val_images,
-            amp=settings.amp,
-        )
+    result = evaluate(
+        model,
+        val,
+        make_evaluator() if context.is_main else None,  # type: ignore[arg-type]
+        batch_size=settings.val_batch_size,
+        max_images=settings.max_val_images,
+        amp=settings.amp,
+        context=context,
+    )
+    if result is not None:
         metrics = {key: float(value) for key, value in result.metrics.items()}
     metrics = broadcast_object(metrics, context)  # type: ignore[assignment]
     schedule.record_validation(_finite(metrics.get(settings.schedule_metric)))

@@ -46,8 +46,11 @@ from basgg.training.detector_files import detector_file_config
 from basgg.training.detector_training import load_detector, sync_detector_config
 from basgg.training.distributed import (
     DistributedContext,
+    all_reduce_sum,
     broadcast_model,
+    group_exists,
     init_distributed,
+    shard,
     shutdown_distributed,
     use_global_batch_norm,
 )
@@ -75,7 +78,7 @@ from basgg.training.setup import (
     split_zero_shot_triplets,
     word_vectors,
 )
-from basgg.training.split_scoring import predict_split
+from basgg.training.split_scoring import predict_shared, predict_split
 from basgg.training.stages import (
     balanced_train_split,
     build_trained_model,
@@ -98,16 +101,19 @@ def train(config: Config, *, progress: bool = True, resume_anyway: bool = False)
     """
     check_stage(config, training=True)
     check_stage_two_inputs(config)
+    launched = group_exists()  # a launcher's group outlives this run
     context = init_distributed(config.MODEL.DEVICE)
     threads, source = apply_threads(config.NUM_THREADS)
     if context.is_main:
-        print(f"CPU threads per process: {threads} ({source})", flush=True)
+        processes = f", {context.world_size} processes" if context.enabled else ""
+        print(f"CPU threads per process: {threads} ({source}){processes}", flush=True)
     try:
         lock = output_lock(config.OUTPUT_DIR, "basgg train") if context.is_main else nullcontext()
         with lock:
             return _train(config, context, progress=progress, resume_anyway=resume_anyway)
     finally:
-        shutdown_distributed()
+        if not launched:
+            shutdown_distributed()
 
 
 def _load_detector_weights(
@@ -283,27 +289,40 @@ def load_trained_model(
 
 @holding_output_dir("basgg test")
 def evaluate_checkpoint(
-    config: Config, *, checkpoint: str | None = None, split: str = "test", progress: bool = True
-) -> tuple[EvaluationResult, Path]:
-    """Predict and score ``split``; returns the evaluation result and the predictions path."""
+    config: Config,
+    *,
+    checkpoint: str | None = None,
+    split: str = "test",
+    progress: bool = True,
+    context: DistributedContext | None = None,
+) -> tuple[EvaluationResult, Path] | None:
+    """Predict and score ``split``; returns the evaluation result and the predictions path.
+
+    With a process group (``context``, e.g. from :mod:`basgg.training.launch`) every process
+    must call this: they share the feature extraction and the predictions, the main process
+    writes and scores them and gets the result (the others ``None``).
+    """
     check_stage(config)
     apply_threads(config.NUM_THREADS)
     path = find_checkpoint(config, checkpoint)
     device = torch.device(config.MODEL.DEVICE)
-    context = DistributedContext(device=device)
+    context = context or DistributedContext(device=device)
     dataset = build_dataset(config, split)
     vocabulary = dataset.vocabulary
-    model = load_trained_model(config, path, vocabulary=vocabulary, device=device)
+    model = load_trained_model(config, path, vocabulary=vocabulary, device=context.device)
     data = prepare_split(config, model, dataset, context=context, progress=progress)
-    use_amp = config.SOLVER.AMP and device.type == "cuda"
-    predictions = predict_split(
+    use_amp = config.SOLVER.AMP and context.device.type == "cuda"
+    predictions = predict_shared(
         model,
         data,
         range(len(data.inputs)),
+        context=context,
         batch_size=config.TEST.IMS_PER_BATCH,
         amp=use_amp,
         progress=progress,
     )
+    if predictions is None:  # not the main process
+        return None
     out_dir = Path(config.OUTPUT_DIR) / "inference" / split
     predictions_path = out_dir / PREDICTIONS_FILE
     write_predictions(
@@ -339,9 +358,17 @@ def evaluate_checkpoint(
 
 @holding_output_dir("basgg confmat")
 def compute_confusion_matrix(
-    config: Config, *, checkpoint: str | None = None, progress: bool = True
+    config: Config,
+    *,
+    checkpoint: str | None = None,
+    progress: bool = True,
+    context: DistributedContext | None = None,
 ) -> Path:
-    """Count the stage-1 model's train-split confusions; returns the ``.npy`` path."""
+    """Count the stage-1 model's train-split confusions; returns the ``.npy`` path.
+
+    With a process group (``context``) every process must call this: each counts its share of
+    the images, the main process sums the counts and writes the files.
+    """
     apply_threads(config.NUM_THREADS)
     if config.mode is not Mode.PREDCLS:
         raise ValueError(
@@ -358,27 +385,29 @@ def compute_confusion_matrix(
     state = read_checkpoint(path)
     if state["model_info"].get("clean_branch"):
         raise ValueError(f"{path}: a stage-2 checkpoint; the confusion matrix needs stage 1")
-    device = torch.device(config.MODEL.DEVICE)
+    context = context or DistributedContext(device=torch.device(config.MODEL.DEVICE))
     dataset = build_dataset(config, "train")
     vocabulary = dataset.vocabulary
-    model = load_trained_model(config, path, vocabulary=vocabulary, device=device)
-    context = DistributedContext(device=device)
+    model = load_trained_model(config, path, vocabulary=vocabulary, device=context.device)
     data = prepare_split(
         config, model, dataset, context=context, progress=progress, ground_truth_inputs=True
     )
+    share = list(shard(len(data.inputs), context))
     predictions = predict_split(
         model,
         data,
-        range(len(data.inputs)),
+        share,
         batch_size=config.TEST.IMS_PER_BATCH,
-        progress=progress,
+        progress=progress and context.is_main,
     )
     confusion = PredicateConfusion(num_predicates=vocabulary.num_predicates)
-    confusion.update(data.inputs, predictions)  # the ground truths, every raw row
-    counts = confusion.compute()  # (P + 1, P + 1)
+    confusion.update([data.inputs[i] for i in share], predictions)  # every raw GT row
+    counts = all_reduce_sum(torch.from_numpy(confusion.compute()), context).numpy()  # (P+1, P+1)
     output_dir = Path(config.OUTPUT_DIR)
-    output_dir.mkdir(parents=True, exist_ok=True)
     matrix_path = output_dir / MATRIX_FILE
+    if not context.is_main:
+        return matrix_path
+    output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_output(matrix_path) as temporary:
         np.save(temporary, counts)
     plot_confusion(

@@ -134,10 +134,11 @@ class DatasetSource:
             predicate_groups=self.groups,
             predicate_names=names,
         )
-        evaluator.update(self.ground_truths, predictions.graphs)
+        graphs = predictions.graphs  # built once: the property builds every image
+        evaluator.update(self.ground_truths, graphs)
         outcomes = triplet_outcomes(
             self.ground_truths,
-            predictions.graphs,
+            graphs,
             mode=predictions.mode,
             num_predicates=len(names),
             k_max=max(KS),
@@ -265,7 +266,7 @@ class DatasetSource:
         }
 
     def _model_record(self, run: ModelRun, index: int) -> dict[str, Any]:
-        prediction = run.predictions.graphs[index]
+        prediction = run.predictions.packed.graph(index)
         outcome = run.outcomes[index]
         mode = run.predictions.mode
         shown = len(outcome.row_status)

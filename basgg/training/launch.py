@@ -1,0 +1,100 @@
+"""Start several training processes on this machine without ``torchrun``.
+
+``launch(function, args, world_size=2)`` spawns ``world_size`` processes, sets in each the
+variables ``torchrun`` would set (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
+``LOCAL_WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``), joins one gloo (CPU) or nccl (CUDA)
+process group and calls ``function(*args)`` in every process; the group lives until the
+function returns, so several runs (train, confusion matrix, train, test) share it. Every run
+inside splits its work by rank (:mod:`basgg.training.distributed`) and the main process
+writes the files, so the outputs are those of one process.
+
+Why on a CPU: a relation-training step is hundreds of small operations, and the threads of
+one process spend more time synchronising than computing (docs/speed.md). One single-threaded
+process per core trains the same global batches (``SOLVER.IMS_PER_BATCH`` is global) close to
+``world_size`` times faster.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from basgg.threads import available_cpus
+
+
+def default_world_size(device: str, batch_size: int) -> int:
+    """Processes for a run on ``device``: one per usable CPU core (at most ``batch_size``,
+    since each process needs an image of every global batch), or one per visible GPU."""
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count()
+    else:
+        count = available_cpus()
+    return max(1, min(count, batch_size))
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def launch(
+    function: Callable[..., Any], args: tuple = (), *, world_size: int, device: str = "cpu"
+) -> None:
+    """Run ``function(*args)`` in ``world_size`` processes forming one process group.
+
+    With ``world_size == 1`` the function runs in this process. ``function`` must be
+    importable by name (processes are spawned, not forked: a fork of a process that already
+    runs torch threads can deadlock).
+
+    Raises:
+        RuntimeError: when a process fails, with that process's traceback.
+    """
+    if world_size <= 1:
+        function(*args)
+        return
+    import torch.multiprocessing as torch_multiprocessing
+
+    port = free_port()
+    try:
+        torch_multiprocessing.start_processes(
+            _worker,
+            args=(world_size, port, device, function, args),
+            nprocs=world_size,
+            join=True,
+            start_method="spawn",
+        )
+    except torch_multiprocessing.ProcessRaisedException as error:
+        raise RuntimeError(f"a training process failed:\n{error}") from None
+    except torch_multiprocessing.ProcessExitedException as error:
+        raise RuntimeError(f"a training process died: {error}") from None
+
+
+def _worker(
+    rank: int,
+    world_size: int,
+    port: int,
+    device: str,
+    function: Callable[..., Any],
+    args: tuple,
+) -> None:
+    from basgg.training.distributed import init_distributed, shutdown_distributed
+
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    init_distributed(device)
+    try:
+        function(*args)
+    finally:
+        shutdown_distributed()
