@@ -158,3 +158,14 @@ def test_an_empty_split_prints_dashes_not_zero_mean_recall() -> None:
     rows = {line.split()[0]: line.split()[1:] for line in format_table(result).splitlines()[2:]}
     for name in ("R", "mR", "ngmR", "F"):
         assert rows[name] == ["-", "-"], (name, rows[name])
+
+
+def test_score_fast_check_rejects_nan_infinity_and_negatives() -> None:
+    from basgg.evaluation.predictions import _finite_non_negative
+
+    good = np.array([[0.0, 0.5], [1.0, -0.0]], dtype=np.float32)
+    assert _finite_non_negative(good) and _finite_non_negative(good[:0])
+    for bad in (np.nan, np.inf, -np.inf, -1e-6):
+        block = good.copy()
+        block[1, 0] = bad
+        assert not _finite_non_negative(block), bad
