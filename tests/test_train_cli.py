@@ -123,3 +123,18 @@ def test_basgg_eval_scores_the_written_predictions_the_same(
     ours = json.loads((folder / "metrics.json").read_text())["metrics"]
     theirs = json.loads((out / "metrics.json").read_text())["metrics"]
     assert ours == theirs and "mR@50" in ours
+
+
+@pytest.mark.slow
+def test_train_nproc_two_trains_in_two_processes(
+    tiny_vg150: VG150Files, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    overrides = tiny_overrides(tiny_vg150, tmp_path / "run", tmp_path / "cache")
+    assert main(["train", "--no-progress", "--nproc", "2", *overrides, "SOLVER.MAX_ITER", "2"]) == 0
+    out = capfd.readouterr().out
+    assert "CPU threads per process: 1 (available CPUs / 2 processes), 2 processes" in out
+    assert out.count("best val mR@50") == 1  # printed by the main process only
+    assert (tmp_path / "run" / "model_final.pth").is_file()
+    assert not list((tmp_path / "cache").glob("*.part*"))
+    assert main(["train", "--nproc", "-1", *overrides]) != 0
+    assert "--nproc must be >= 0, got -1" in capfd.readouterr().err
