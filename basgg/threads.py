@@ -90,8 +90,16 @@ def thread_count(
     count = available_cpus() if auto is None else auto
     local_processes = int(environ.get("LOCAL_WORLD_SIZE", "1") or 1)  # torchrun
     if local_processes > 1:
-        return max(1, count // local_processes), f"available CPUs / {local_processes} processes"
-    return count, "available CPUs (affinity and cgroup quota)"
+        return max(1, count // local_processes), f"{AUTOMATIC} / {local_processes} processes"
+    return count, f"{AUTOMATIC} (affinity and cgroup quota)"
+
+
+AUTOMATIC = "available CPUs"  # how the sources of automatic counts begin
+
+
+def is_automatic(source: str) -> bool:
+    """Whether a :func:`thread_count` source is the automatic count (no key or variable)."""
+    return source.startswith(AUTOMATIC)
 
 
 def apply_threads(config_value: int = 0) -> tuple[int, str]:

@@ -30,7 +30,7 @@ from basgg.evaluation.report import plot_confusion
 from basgg.models import SceneGraphModel, build_model, uses_detector
 from basgg.output_lock import holding_output_dir, output_lock
 from basgg.structures import Mode
-from basgg.threads import apply_threads
+from basgg.threads import apply_threads, is_automatic
 from basgg.training.caches import prepare_split
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
@@ -54,6 +54,7 @@ from basgg.training.distributed import (
     shutdown_distributed,
     use_global_batch_norm,
 )
+from basgg.training.feature_cache import FeatureCache
 from basgg.training.logs import TrainingLog
 from basgg.training.loop import (
     TrainingSettings,
@@ -110,10 +111,36 @@ def train(config: Config, *, progress: bool = True, resume_anyway: bool = False)
     try:
         lock = output_lock(config.OUTPUT_DIR, "basgg train") if context.is_main else nullcontext()
         with lock:
-            return _train(config, context, progress=progress, resume_anyway=resume_anyway)
+            return _train(
+                config,
+                context,
+                progress=progress,
+                resume_anyway=resume_anyway,
+                automatic_threads=is_automatic(source),
+            )
     finally:
         if not launched:
             shutdown_distributed()
+
+
+def single_threaded_iterations(context: DistributedContext) -> None:
+    """On a CPU, run the training iterations over cached features with one thread.
+
+    They are hundreds of small operations, where a second thread costs more in
+    synchronisation than it saves: the demo's Motifs step took 177 ms with 2 threads and
+    90 ms with one (docs/speed.md). Feature extraction, before, keeps every thread; more
+    cores pay through more processes (``basgg train --nproc``). Only the automatic count
+    is changed: ``NUM_THREADS`` or ``BASGG_NUM_THREADS`` / ``OMP_NUM_THREADS`` is kept.
+    """
+    if context.device.type != "cpu" or torch.get_num_threads() == 1:
+        return
+    torch.set_num_threads(1)
+    if context.is_main:
+        print(
+            "training iterations: 1 CPU thread per process (automatic: faster for this step "
+            "than several; --nproc N trains in N processes)",
+            flush=True,
+        )
 
 
 def _load_detector_weights(
@@ -133,7 +160,12 @@ def _load_detector_weights(
 
 
 def _train(
-    config: Config, context: DistributedContext, *, progress: bool, resume_anyway: bool
+    config: Config,
+    context: DistributedContext,
+    *,
+    progress: bool,
+    resume_anyway: bool,
+    automatic_threads: bool = False,
 ) -> TrainingState:
     solver = config.SOLVER
     check_metric_name(solver.BEST_METRIC, config.TEST.TOP_KS, "SOLVER.BEST_METRIC")
@@ -185,6 +217,8 @@ def _train(
     if val_dataset is not None and len(val_dataset):
         val_split = prepare_split(config, model, val_dataset, context=context, progress=progress)
 
+    if automatic_threads and isinstance(train_split.features, FeatureCache):
+        single_threaded_iterations(context)
     parameters = [p for p in parameters if p.requires_grad]
     optimizer, schedule, scaler = build_optimization(config, model, context.device)
     use_amp = scaler.is_enabled()
