@@ -139,3 +139,18 @@ def test_launched_processes_share_features_confusion_and_test(
     ]
     for key, value in metrics[0]["metrics"].items():
         assert metrics[1]["metrics"][key] == pytest.approx(value, abs=1e-6), key
+
+
+def fail_in_second_process() -> None:  # spawned by launch()
+    if os.environ["RANK"] == "1":
+        raise ValueError("SOME.KEY: boom")
+
+
+@pytest.mark.slow
+def test_launch_names_the_failing_process_cause() -> None:
+    from basgg.training.launch import launch
+
+    with pytest.raises(RuntimeError) as raised:
+        launch(fail_in_second_process, world_size=2)
+    first_line = str(raised.value).splitlines()[0]
+    assert first_line == "a training process failed: ValueError: SOME.KEY: boom"

@@ -70,7 +70,9 @@ def launch(
             start_method="spawn",
         )
     except torch_multiprocessing.ProcessRaisedException as error:
-        raise RuntimeError(f"a training process failed:\n{error}") from None
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        cause = lines[-1] if lines else "unknown error"  # e.g. "ValueError: KEY: ..."
+        raise RuntimeError(f"a training process failed: {cause}\n{error}") from None
     except torch_multiprocessing.ProcessExitedException as error:
         raise RuntimeError(f"a training process died: {error}") from None
 

@@ -47,6 +47,7 @@ from basgg.training.detector_training import load_detector, sync_detector_config
 from basgg.training.distributed import (
     DistributedContext,
     all_reduce_sum,
+    barrier,
     broadcast_model,
     group_exists,
     init_distributed,
@@ -355,7 +356,8 @@ def evaluate_checkpoint(
         amp=use_amp,
         progress=progress,
     )
-    if predictions is None:  # not the main process
+    if predictions is None:  # not the main process: wait until the main one wrote the files
+        barrier(context)
         return None
     out_dir = Path(config.OUTPUT_DIR) / "inference" / split
     predictions_path = out_dir / PREDICTIONS_FILE
@@ -387,6 +389,7 @@ def evaluate_checkpoint(
         "informative": config.TEST.INFORMATIVE_FILE or None,
     }
     write_report(result, out_dir, predicate_order=order.tolist(), extra=extra)
+    barrier(context)
     return result, predictions_path
 
 
@@ -439,16 +442,16 @@ def compute_confusion_matrix(
     counts = all_reduce_sum(torch.from_numpy(confusion.compute()), context).numpy()  # (P+1, P+1)
     output_dir = Path(config.OUTPUT_DIR)
     matrix_path = output_dir / MATRIX_FILE
-    if not context.is_main:
-        return matrix_path
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_output(matrix_path) as temporary:
-        np.save(temporary, counts)
-    plot_confusion(
-        counts,
-        output_dir / HEATMAP_FILE,
-        names=vocabulary.predicates,
-        title="stage-1 PredCls confusion on train (row-normalised)",
-    )
-    write_hierarchy(predicate_hierarchy(counts, vocabulary.predicates), output_dir)
+    if context.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_output(matrix_path) as temporary:
+            np.save(temporary, counts)
+        plot_confusion(
+            counts,
+            output_dir / HEATMAP_FILE,
+            names=vocabulary.predicates,
+            title="stage-1 PredCls confusion on train (row-normalised)",
+        )
+        write_hierarchy(predicate_hierarchy(counts, vocabulary.predicates), output_dir)
+    barrier(context)  # the other processes return once the files exist
     return matrix_path
