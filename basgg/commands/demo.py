@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import matplotlib
@@ -32,6 +35,7 @@ from basgg.data.summary import summarize_dataset, summary_table, write_report  #
 from basgg.data.vg150_format import VG150Files  # noqa: E402
 from basgg.output_lock import holding_output_dir  # noqa: E402
 from basgg.synthvg.generator import generate_dataset, load_settings  # noqa: E402
+from basgg.threads import ENV_VARIABLE  # noqa: E402
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
 from basgg.training.launch import default_world_size, launch  # noqa: E402
 from basgg.training.setup import PACKAGED_CONFIGS, resolve_config_path  # noqa: E402
@@ -50,8 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--nproc",
         type=int,
         default=0,
-        help="processes that train and test together (default 0: one per usable CPU core, "
-        "or per GPU; the results are those of one process)",
+        help="processes that extract the features together (default 0: one per usable CPU "
+        "core, or per GPU); each training runs in one process",
     )
     parser.add_argument(
         "overrides", nargs=argparse.REMAINDER, help="KEY VALUE pairs, e.g. OUTPUT_DIR outputs/x"
@@ -111,12 +115,7 @@ def run(args: argparse.Namespace) -> int:
     save_config(config, output_dir / "config.yaml")
 
     stage_one_dir, stage_two_dir = Path(stage_one.OUTPUT_DIR), Path(stage_two.OUTPUT_DIR)
-    device = stage_one.MODEL.DEVICE
-    batch = min(stage_one.SOLVER.IMS_PER_BATCH, stage_two.SOLVER.IMS_PER_BATCH)
-    world_size = args.nproc if args.nproc > 0 else default_world_size(device, batch)
-    launch(
-        run_stages, (stage_one, stage_two, progress, start), world_size=world_size, device=device
-    )
+    run_stages(stage_one, stage_two, progress, start, processes=args.nproc)
     metrics = {"stage 1": _read_metrics(stage_one), "BA-SGG": _read_metrics(stage_two)}
     print(comparison_table(metrics))
     plot = plot_comparison(metrics, output_dir / "comparison.png")
@@ -134,41 +133,95 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_stages(stage_one: Config, stage_two: Config, progress: bool, start: float) -> None:
-    """Steps 3-6 (each skipped when its output exists), in every process of the demo's
-    process group (:mod:`basgg.training.launch`); the main process prints and writes."""
-    from basgg.training.distributed import init_distributed
-    from basgg.training.runs import compute_confusion_matrix, evaluate_checkpoint, train
+def run_stages(
+    stage_one: Config, stage_two: Config, progress: bool, start: float, *, processes: int = 0
+) -> None:
+    """Steps 3-6, each skipped when its output exists.
 
-    context = init_distributed(stage_one.MODEL.DEVICE)  # the launcher's group, or one process
-
-    def step(number: int, text: str) -> None:
-        if context.is_main:
-            _step(number, text, start)
+    Where the cores go (docs/speed.md): the train and val features are extracted first by
+    ``processes`` processes together (0: one per usable core); each training then runs in
+    this process (on a CPU, one thread: a Motifs step gains nothing from a second thread or
+    a second process), with the test features extracted beside stage 1 and the stage-1
+    test run beside stage 2, each in a single-threaded process of its own.
+    """
+    from basgg.training.runs import compute_confusion_matrix, train
 
     stage_one_dir, stage_two_dir = Path(stage_one.OUTPUT_DIR), Path(stage_two.OUTPUT_DIR)
+    device = stage_one.MODEL.DEVICE
     if (stage_one_dir / FINAL_CHECKPOINT).is_file():
-        step(3, f"stage 1 (general model): done, in {stage_one_dir}")
+        _step(3, f"stage 1 (general model): done, in {stage_one_dir}", start)
     else:
         head = stage_one.MODEL.ROI_RELATION_HEAD.PREDICTOR
         task = stage_one.mode.value
-        step(3, f"stage 1 (general model): training {head} {task} in {stage_one_dir}")
+        world_size = processes or default_world_size(device, 1 << 30)
+        _step(3, f"stage 1 (general model): train and val features ({world_size} processes)",
+              start)  # fmt: skip
+        launch(
+            _extract_features,
+            (stage_one, ("train", "val"), progress),
+            world_size=world_size,
+            device=device,
+        )
+        # the test features are extracted beside the training (needed from step 5 on)
+        test_features = _start_beside(_extract_features, (stage_one, ("test",), False))
+        _step(3, f"stage 1 (general model): training {head} {task} in {stage_one_dir} "
+              "(test features extracted beside it)", start)  # fmt: skip
         train(stage_one, progress=progress)
+        test_features.join()
+        if test_features.exitcode:  # the stage-1 test extracts them then
+            print(f"      (test features: side process exit code {test_features.exitcode})")
     matrix = Path(stage_two.MODEL.ROI_RELATION_HEAD.CONFUSION_MATRIX_FILE)
     if matrix.is_file():
-        step(4, f"stage-1 confusion matrix on train: done, {matrix}")
+        _step(4, f"stage-1 confusion matrix on train: done, {matrix}", start)
     else:
-        step(4, "stage-1 confusion matrix on train")
-        compute_confusion_matrix(stage_one, progress=progress, context=context)
+        _step(4, "stage-1 confusion matrix on train", start)
+        compute_confusion_matrix(stage_one, progress=progress)
+    beside = None
+    if not _metrics_path(stage_one).is_file():
+        beside = _start_beside(_test_stage, (stage_one,))
     if (stage_two_dir / FINAL_CHECKPOINT).is_file():
-        step(5, f"stage 2 (BA-SGG: BPL + SA): done, in {stage_two_dir}")
+        _step(5, f"stage 2 (BA-SGG: BPL + SA): done, in {stage_two_dir}", start)
     else:
-        step(5, f"stage 2 (BA-SGG: BPL + SA): training in {stage_two_dir}")
+        note = " (stage 1 is tested beside it)" if beside is not None else ""
+        _step(5, f"stage 2 (BA-SGG: BPL + SA): training in {stage_two_dir}{note}", start)
         train(stage_two, progress=progress)
-    step(6, "testing both models on the test split")
+    _step(6, "testing both models on the test split", start)
+    if beside is not None:
+        beside.join()
     for config in (stage_one, stage_two):
-        if not _metrics_path(config).is_file():
-            evaluate_checkpoint(config, split="test", progress=progress, context=context)
+        if not _metrics_path(config).is_file():  # also when the side process failed
+            _test_stage(config, progress)
+
+
+def _extract_features(config: Config, splits: tuple[str, ...], progress: bool) -> None:
+    from basgg.training.distributed import init_distributed
+    from basgg.training.runs import extract_split_features
+
+    context = init_distributed(config.MODEL.DEVICE)  # the launcher's group, or one process
+    extract_split_features(config, splits, progress=progress, context=context)
+
+
+def _test_stage(config: Config, progress: bool = False) -> None:
+    from basgg.training.runs import evaluate_checkpoint
+
+    evaluate_checkpoint(config, split="test", progress=progress)
+
+
+def _start_beside(function: Callable[..., None], args: tuple) -> BaseProcess:
+    """``function(*args)`` in a new single-threaded process (spawned: this one runs torch)."""
+    import multiprocessing
+
+    previous = os.environ.get(ENV_VARIABLE)
+    os.environ[ENV_VARIABLE] = "1"
+    try:
+        process = multiprocessing.get_context("spawn").Process(target=function, args=args)
+        process.start()
+    finally:
+        if previous is None:
+            del os.environ[ENV_VARIABLE]
+        else:
+            os.environ[ENV_VARIABLE] = previous
+    return process
 
 
 def _step(number: int, text: str, start: float) -> None:

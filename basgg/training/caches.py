@@ -34,7 +34,13 @@ from basgg.training.detection_cache import (
     read_detections,
     save_detections,
 )
-from basgg.training.distributed import DistributedContext, barrier, broadcast_object, shard
+from basgg.training.distributed import (
+    DistributedContext,
+    all_gather_object,
+    barrier,
+    broadcast_object,
+    shard,
+)
 from basgg.training.feature_cache import (
     FeatureCache,
     cache_path,
@@ -264,6 +270,12 @@ def sharded_feature_cache(
     Raises:
         ValueError: naming ``path`` when the joined file cannot be read back.
     """
+    names = all_gather_object(path.name, context)
+    if len(set(names)) > 1:  # a different extractor or different inputs in some process
+        raise ValueError(
+            f"{path.parent}: the processes would write different feature caches {names}; "
+            "their backbones or inputs differ (seed random weights with SEED)"
+        )
     cache = None
     if context.is_main and path.exists():
         cache = read_feature_cache(path, num_images=num_images)

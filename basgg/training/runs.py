@@ -124,8 +124,9 @@ def train(config: Config, *, progress: bool = True, resume_anyway: bool = False)
             shutdown_distributed()
 
 
-def single_threaded_iterations(context: DistributedContext) -> None:
-    """On a CPU, run the training iterations over cached features with one thread.
+def single_threaded_iterations(context: DistributedContext, *, what: str = "training") -> None:
+    """On a CPU, run the training iterations (or predictions) over cached features with one
+    thread.
 
     They are hundreds of small operations, where a second thread costs more in
     synchronisation than it saves: the demo's Motifs step took 177 ms with 2 threads and
@@ -136,7 +137,7 @@ def single_threaded_iterations(context: DistributedContext) -> None:
     if context.device.type != "cpu" or torch.get_num_threads() == 1:
         return
     torch.set_num_threads(1)
-    if context.is_main:
+    if context.is_main and what == "training":
         print(
             "training iterations: 1 CPU thread per process (automatic: faster for this step "
             "than several; --nproc N trains in N processes)",
@@ -289,6 +290,48 @@ def _train(
     return state
 
 
+def extract_split_features(
+    config: Config,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+    *,
+    progress: bool = True,
+    context: DistributedContext | None = None,
+) -> list[str]:
+    """Fill the frozen-trunk feature caches of ``splits`` ahead of the runs that read them
+    (training reads train and val, ``basgg test`` test, ``basgg confmat`` train); returns the
+    splits it prepared. With a process group (``context``) every process must call this;
+    each extracts its share (:func:`basgg.training.caches.sharded_feature_cache`).
+
+    Nothing is done where features are not a frozen-trunk cache (SGDet proposals, the
+    detector's features): those runs extract what they need themselves.
+    """
+    apply_threads(config.NUM_THREADS)
+    context = context or DistributedContext(device=torch.device(config.MODEL.DEVICE))
+    if config.mode is Mode.SGDET or uses_detector(config):
+        return []
+    train_dataset = build_dataset(config, "train")
+    vocabulary = train_dataset.vocabulary
+    num_objects, num_predicates = vocabulary.num_objects, vocabulary.num_predicates
+    seed_everything(config.SEED)  # the weights training builds (random ones included)
+    model = build_model(
+        config,
+        vocabulary=vocabulary,
+        frequency_bias_init=torch.zeros(num_objects * num_objects, num_predicates),
+        object_word_vectors=torch.zeros(num_objects, config.MODEL.ROI_RELATION_HEAD.EMBED_DIM),
+        backbone_weights=backbone_weights(config),
+        rank_relations=rank_relations,
+    ).to(context.device)
+    prepared = []
+    for split in splits:
+        if split == "val" and config.DATASETS.VAL_SIZE <= 0:
+            continue
+        dataset = train_dataset if split == "train" else build_dataset(config, split)
+        if len(dataset):
+            prepare_split(config, model, dataset, context=context, progress=progress)
+            prepared.append(split)
+    return prepared
+
+
 def find_checkpoint(config: Config, checkpoint: str | None = None) -> Path:
     """The checkpoint ``basgg test`` uses: ``checkpoint``; ``OUTPUT_DIR/model_best.pth``,
     ``model_final.pth`` or ``model_last.pth`` (the first that exists); else
@@ -338,7 +381,7 @@ def evaluate_checkpoint(
     writes and scores them and gets the result (the others ``None``).
     """
     check_stage(config)
-    apply_threads(config.NUM_THREADS)
+    _, threads_source = apply_threads(config.NUM_THREADS)
     path = find_checkpoint(config, checkpoint)
     device = torch.device(config.MODEL.DEVICE)
     context = context or DistributedContext(device=device)
@@ -346,6 +389,8 @@ def evaluate_checkpoint(
     vocabulary = dataset.vocabulary
     model = load_trained_model(config, path, vocabulary=vocabulary, device=context.device)
     data = prepare_split(config, model, dataset, context=context, progress=progress)
+    if is_automatic(threads_source) and isinstance(data.features, FeatureCache):
+        single_threaded_iterations(context, what="prediction")
     use_amp = config.SOLVER.AMP and context.device.type == "cuda"
     predictions = predict_shared(
         model,
@@ -406,7 +451,7 @@ def compute_confusion_matrix(
     With a process group (``context``) every process must call this: each counts its share of
     the images, the main process sums the counts and writes the files.
     """
-    apply_threads(config.NUM_THREADS)
+    _, threads_source = apply_threads(config.NUM_THREADS)
     if config.mode is not Mode.PREDCLS:
         raise ValueError(
             "MODEL.ROI_RELATION_HEAD.USE_GT_BOX / USE_GT_OBJECT_LABEL: the confusion matrix "
@@ -429,6 +474,8 @@ def compute_confusion_matrix(
     data = prepare_split(
         config, model, dataset, context=context, progress=progress, ground_truth_inputs=True
     )
+    if is_automatic(threads_source) and isinstance(data.features, FeatureCache):
+        single_threaded_iterations(context, what="prediction")
     share = list(shard(len(data.inputs), context))
     predictions = predict_split(
         model,
