@@ -38,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--nproc",
         type=int,
         default=1,
-        help="training processes on this machine, started without torchrun (0: one per usable "
-        "CPU core, or per GPU). On a CPU, 2 single-threaded processes train faster than one "
-        "with 2 threads (docs/speed.md); the result is that of one process",
+        help="training processes on this machine, started without torchrun (0: one per GPU, "
+        "or per usable CPU core); they share each global batch, so the result is that of one "
+        "process (docs/speed.md: when it pays on a CPU)",
     )
     parser.add_argument(
         "overrides",
