@@ -151,6 +151,12 @@ def test_demo_runs_both_stages_and_resumes(
     assert "specific R" in first and "PairR@20" in first and "RI@20" in first
     assert (tmp_path / "demo" / "comparison.png").is_file()
     assert f"results site: {tmp_path / 'demo' / 'site' / 'index.html'}" in first
+    # val and test features extracted once (up front, beside stage 1) and reused after; no
+    # parts left (train may have two caches: training targets and confmat's ground truths)
+    names = [path.name for path in (tmp_path / "cache").iterdir()]
+    assert all(name.endswith(".pt") for name in names), names
+    cached = [name.split("_")[1] for name in names]
+    assert cached.count("test") == cached.count("val") == 1
     assert main(["demo", "--no-progress", *overrides, "SOLVER.MAX_ITER", "2"]) == 0
     second = capfd.readouterr().out
     assert (
