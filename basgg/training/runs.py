@@ -130,7 +130,7 @@ def single_threaded_iterations(context: DistributedContext, *, what: str = "trai
 
     They are hundreds of small operations, where a second thread costs more in
     synchronisation than it saves: the demo's Motifs step took 177 ms with 2 threads and
-    90 ms with one (docs/speed.md). Feature extraction, before, keeps every thread; more
+    68 ms with one (docs/speed.md). Feature extraction, before, keeps every thread; more
     cores pay through more processes (``basgg train --nproc``). Only the automatic count
     is changed: ``NUM_THREADS`` or ``BASGG_NUM_THREADS`` / ``OMP_NUM_THREADS`` is kept.
     """
