@@ -90,7 +90,7 @@ def holding_output_dir(
     def decorate(function: F) -> F:
         @functools.wraps(function)
         def holding(*args: Any, **kwargs: Any) -> Any:
-            if os.environ.get("RANK", "0") not in ("", "0"):  # torchrun: the main process holds it
+            if not is_main_process():  # torchrun: the main process holds it
                 return function(*args, **kwargs)
             with output_lock(folder(*args, **kwargs), command):
                 return function(*args, **kwargs)
@@ -98,6 +98,11 @@ def holding_output_dir(
         return holding  # type: ignore[return-value]
 
     return decorate
+
+
+def is_main_process() -> bool:
+    """Whether this process is the main one of a ``torchrun`` group (``RANK`` 0), or alone."""
+    return os.environ.get("RANK", "0") in ("", "0")
 
 
 def read_owner(path: str | Path) -> dict:

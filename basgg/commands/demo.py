@@ -153,7 +153,7 @@ def run_stages(
     else:
         head = stage_one.MODEL.ROI_RELATION_HEAD.PREDICTOR
         task = stage_one.mode.value
-        world_size = processes or default_world_size(device, 1 << 30)
+        world_size = processes or default_world_size(device)
         _step(3, f"stage 1 (general model): train and val features ({world_size} processes)",
               start)  # fmt: skip
         launch(
@@ -211,17 +211,16 @@ def _start_beside(function: Callable[..., None], args: tuple) -> BaseProcess:
     """``function(*args)`` in a new single-threaded process (spawned: this one runs torch)."""
     import multiprocessing
 
-    previous = os.environ.get(ENV_VARIABLE)
-    os.environ[ENV_VARIABLE] = "1"
-    try:
-        process = multiprocessing.get_context("spawn").Process(target=function, args=args)
-        process.start()
-    finally:
-        if previous is None:
-            del os.environ[ENV_VARIABLE]
-        else:
-            os.environ[ENV_VARIABLE] = previous
+    process = multiprocessing.get_context("spawn").Process(
+        target=_single_threaded, args=(function, args)
+    )
+    process.start()
     return process
+
+
+def _single_threaded(function: Callable[..., None], args: tuple) -> None:
+    os.environ[ENV_VARIABLE] = "1"  # read by basgg.threads when the run sets its threads
+    function(*args)
 
 
 def _step(number: int, text: str, start: float) -> None:

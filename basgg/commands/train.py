@@ -18,6 +18,7 @@ import argparse
 import os
 
 from basgg.config import Config, load_config
+from basgg.output_lock import is_main_process
 from basgg.training.launch import default_world_size, launch
 from basgg.training.runs import train
 from basgg.training.setup import resolve_config_path
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 def train_and_report(config: Config, progress: bool, resume_anyway: bool) -> None:
     """Train, then (main process) print the best validation score."""
     state = train(config, progress=progress, resume_anyway=resume_anyway)
-    if state.best_iteration >= 0 and os.environ.get("RANK", "0") in ("", "0"):
+    if state.best_iteration >= 0 and is_main_process():
         metric = config.SOLVER.BEST_METRIC
         print(
             f"best val {metric} {100 * state.best_metric:.2f} at iteration {state.best_iteration}",

@@ -8,10 +8,11 @@ function returns, so several runs (train, confusion matrix, train, test) share i
 inside splits its work by rank (:mod:`basgg.training.distributed`) and the main process
 writes the files, so the outputs are those of one process.
 
-Why on a CPU: a relation-training step is hundreds of small operations, and the threads of
-one process spend more time synchronising than computing (docs/speed.md). One single-threaded
-process per core trains the same global batches (``SOLVER.IMS_PER_BATCH`` is global) close to
-``world_size`` times faster.
+The processes train the same global batches as one process (``SOLVER.IMS_PER_BATCH`` is
+global). Whether that is faster depends on the step: on 2 CPU cores the demo's Motifs step
+took 68 ms in one single-threaded process and 67-80 ms in two, whose gradient exchange over
+gloo costs ~19 ms per iteration; feature extraction, on the other hand, shares out well
+(docs/speed.md).
 """
 
 from __future__ import annotations
@@ -24,16 +25,16 @@ from typing import Any
 from basgg.threads import available_cpus
 
 
-def default_world_size(device: str, batch_size: int) -> int:
-    """Processes for a run on ``device``: one per usable CPU core (at most ``batch_size``,
-    since each process needs an image of every global batch), or one per visible GPU."""
+def default_world_size(device: str, batch_size: int | None = None) -> int:
+    """Processes for a run on ``device``: one per usable CPU core or per visible GPU, at most
+    ``batch_size`` when given (a training process needs an image of every global batch)."""
     if device.startswith("cuda"):
         import torch
 
         count = torch.cuda.device_count()
     else:
         count = available_cpus()
-    return max(1, min(count, batch_size))
+    return max(1, count if batch_size is None else min(count, batch_size))
 
 
 def free_port() -> int:

@@ -31,7 +31,7 @@ from basgg.models import SceneGraphModel, build_model, uses_detector
 from basgg.output_lock import holding_output_dir, output_lock
 from basgg.structures import Mode
 from basgg.threads import apply_threads, is_automatic
-from basgg.training.caches import prepare_split
+from basgg.training.caches import SplitData, prepare_split
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
     FINAL_CHECKPOINT,
@@ -117,27 +117,32 @@ def train(config: Config, *, progress: bool = True, resume_anyway: bool = False)
                 context,
                 progress=progress,
                 resume_anyway=resume_anyway,
-                automatic_threads=is_automatic(source),
+                threads_source=source,
             )
     finally:
         if not launched:
             shutdown_distributed()
 
 
-def single_threaded_iterations(context: DistributedContext, *, what: str = "training") -> None:
-    """On a CPU, run the training iterations (or predictions) over cached features with one
-    thread.
+def single_thread_over_cache(
+    split: SplitData, context: DistributedContext, threads_source: str, *, announce: bool = False
+) -> None:
+    """On a CPU, run the training iterations (or predictions) over a split's cached features
+    with one thread, when the thread count is automatic.
 
     They are hundreds of small operations, where a second thread costs more in
     synchronisation than it saves: the demo's Motifs step took 177 ms with 2 threads and
     68 ms with one (docs/speed.md). Feature extraction, before, keeps every thread; more
-    cores pay through more processes (``basgg train --nproc``). Only the automatic count
-    is changed: ``NUM_THREADS`` or ``BASGG_NUM_THREADS`` / ``OMP_NUM_THREADS`` is kept.
+    cores pay through more processes (``basgg train --nproc``). A count set by
+    ``NUM_THREADS``, ``BASGG_NUM_THREADS`` or ``OMP_NUM_THREADS`` is kept, and so are the
+    threads of online features or detector caches (convolutions in every step).
     """
+    if not is_automatic(threads_source) or not isinstance(split.features, FeatureCache):
+        return
     if context.device.type != "cpu" or torch.get_num_threads() == 1:
         return
     torch.set_num_threads(1)
-    if context.is_main and what == "training":
+    if context.is_main and announce:
         print(
             "training iterations: 1 CPU thread per process (automatic: faster for this step "
             "than several; --nproc N trains in N processes)",
@@ -167,7 +172,7 @@ def _train(
     *,
     progress: bool,
     resume_anyway: bool,
-    automatic_threads: bool = False,
+    threads_source: str = "",
 ) -> TrainingState:
     solver = config.SOLVER
     check_metric_name(solver.BEST_METRIC, config.TEST.TOP_KS, "SOLVER.BEST_METRIC")
@@ -219,8 +224,7 @@ def _train(
     if val_dataset is not None and len(val_dataset):
         val_split = prepare_split(config, model, val_dataset, context=context, progress=progress)
 
-    if automatic_threads and isinstance(train_split.features, FeatureCache):
-        single_threaded_iterations(context)
+    single_thread_over_cache(train_split, context, threads_source, announce=True)
     parameters = [p for p in parameters if p.requires_grad]
     optimizer, schedule, scaler = build_optimization(config, model, context.device)
     use_amp = scaler.is_enabled()
@@ -389,8 +393,7 @@ def evaluate_checkpoint(
     vocabulary = dataset.vocabulary
     model = load_trained_model(config, path, vocabulary=vocabulary, device=context.device)
     data = prepare_split(config, model, dataset, context=context, progress=progress)
-    if is_automatic(threads_source) and isinstance(data.features, FeatureCache):
-        single_threaded_iterations(context, what="prediction")
+    single_thread_over_cache(data, context, threads_source)
     use_amp = config.SOLVER.AMP and context.device.type == "cuda"
     predictions = predict_shared(
         model,
@@ -474,8 +477,7 @@ def compute_confusion_matrix(
     data = prepare_split(
         config, model, dataset, context=context, progress=progress, ground_truth_inputs=True
     )
-    if is_automatic(threads_source) and isinstance(data.features, FeatureCache):
-        single_threaded_iterations(context, what="prediction")
+    single_thread_over_cache(data, context, threads_source)
     share = list(shard(len(data.inputs), context))
     predictions = predict_split(
         model,
