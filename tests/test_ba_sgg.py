@@ -139,6 +139,15 @@ def test_demo_stage_configs_share_everything_but_the_stage(tmp_path: Path) -> No
     assert "R@100" in table and "50.0" in table and "12.5" in table and "25.0" in table
 
 
+def test_demo_refuses_a_negative_process_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    overrides = ["OUTPUT_DIR", str(tmp_path / "demo"), "DATASETS.DATA_DIR", str(tmp_path / "d")]
+    assert main(["demo", "--nproc", "-1", *overrides]) != 0
+    assert "--nproc must be >= 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # refused before any work
+
+
 @pytest.mark.slow
 def test_demo_runs_both_stages_and_resumes(
     tiny_vg150: VG150Files, tmp_path: Path, capfd: pytest.CaptureFixture

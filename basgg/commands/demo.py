@@ -90,6 +90,8 @@ def demo_configs(config_path: Path | None, overrides: list[str]) -> tuple[Config
     "basgg demo", folder=lambda args: demo_configs(args.config, list(args.overrides))[0].OUTPUT_DIR
 )
 def run(args: argparse.Namespace) -> int:
+    if args.nproc < 0:
+        raise ValueError(f"--nproc must be >= 0, got {args.nproc}")
     start = time.monotonic()
     progress = not args.no_progress
     config, stage_one, stage_two = demo_configs(args.config, list(args.overrides))
