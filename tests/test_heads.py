@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from basgg.models.context_common import nms_object_labels
-from basgg.models.context_motifs import object_orders
+from basgg.models.context_motifs import object_orders, run_bidirectional_lstm
 from basgg.models.context_vctree import cooccurrence_from_frequency_bias
 from basgg.models.heads import HEADS, build_head
 from basgg.models.losses import tree_score_loss
@@ -281,6 +281,30 @@ def test_leftright_order_is_descending_centre_x_per_image() -> None:
     )
     orders = object_orders(boxes, [3, 2], "leftright")
     assert [order.tolist() for order in orders] == [[1, 2, 0], [4, 3]]
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("training", [True, False])
+def test_bidirectional_lstm_equals_packed_nn_lstm(layers: int, training: bool) -> None:
+    """The padded per-direction calls give packed nn.LSTM's outputs and gradients."""
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(7, 5, num_layers=layers, bidirectional=True).double().train(training)
+    counts = [3, 0, 5, 1, 4]
+    features = torch.randn(sum(counts), 7, dtype=torch.float64, requires_grad=True)
+    orders = list(torch.randperm(sum(counts)).split(counts))
+    kept = [order for order in orders if len(order)]
+    packed = torch.nn.utils.rnn.pack_sequence([features[o] for o in kept], enforce_sorted=False)
+    padded, _ = torch.nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True)
+    rows = torch.cat([padded[b, : len(order)] for b, order in enumerate(kept)])
+    expected = torch.zeros_like(rows).index_copy(0, torch.cat(kept), rows)  # (N, 10)
+    got = run_bidirectional_lstm(lstm, features, orders)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+    weights = torch.randn_like(expected)
+    inputs = [features, *lstm.parameters()]
+    wanted = torch.autograd.grad((expected * weights).sum(), inputs)
+    found = torch.autograd.grad((got * weights).sum(), inputs)
+    for a, b in zip(wanted, found, strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
 
 
 def test_nms_labels_suppress_the_same_class_on_overlapping_boxes() -> None:

@@ -14,6 +14,7 @@ from basgg.models.predicate_classifier import (
     UnionContextClassifier,
     adjustment_matrix,
 )
+from basgg.models.relation_types import PairContext
 
 NUM_OBJECTS = 3
 NUM_PREDICATES = 4
@@ -39,10 +40,16 @@ def classifier(kind: str, dropout: float = 0.3) -> PredicateClassifier:
     return kind_type(hidden_dim=HIDDEN, pooling_dim=POOLING, **common)
 
 
-def inputs(rows: int = 7, seed: int = 0) -> dict[str, torch.Tensor]:
+def inputs(rows: int = 7, seed: int = 0) -> dict[str, object]:
     generator = torch.Generator().manual_seed(seed)
+    objects = 4
     return {
-        "pair_representation": torch.randn(rows, 2 * HIDDEN, generator=generator),
+        "pairs": PairContext(
+            torch.randn(objects, HIDDEN, generator=generator),
+            torch.randn(objects, HIDDEN, generator=generator),
+            torch.randint(0, objects, (rows,), generator=generator),
+            torch.randint(0, objects, (rows,), generator=generator),
+        ),
         "union_features": torch.randn(rows, POOLING, generator=generator),
         "subject_labels": torch.randint(0, NUM_OBJECTS, (rows,), generator=generator),
         "object_labels": torch.randint(0, NUM_OBJECTS, (rows,), generator=generator),
@@ -166,3 +173,27 @@ def test_transformer_post_cat_is_shared_and_frozen() -> None:
     head.enable_clean_branch()
     assert not hasattr(head, "post_cat_clean")
     assert not any(p.requires_grad for p in head.post_cat.parameters())
+
+
+def test_pair_linear_equals_the_layer_on_the_pair_vectors() -> None:
+    """PairContext.linear computes layer([subject_part[s], object_part[o]]) per object."""
+    generator = torch.Generator().manual_seed(3)
+    pairs = PairContext(
+        torch.randn(5, 3, generator=generator, dtype=torch.float64, requires_grad=True),
+        torch.randn(5, 3, generator=generator, dtype=torch.float64, requires_grad=True),
+        torch.tensor([0, 1, 4, 4, 2, 0]),
+        torch.tensor([1, 0, 2, 3, 4, 3]),
+    )
+    representation = pairs.representation()
+    assert representation.shape == (6, 6)
+    assert torch.equal(representation[2], torch.cat([pairs.subject_part[4], pairs.object_part[2]]))
+    layer = torch.nn.Linear(6, 2).double()
+    expected, got = layer(representation), pairs.linear(layer)
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+    weights = torch.randn(6, 2, generator=generator, dtype=torch.float64)
+    wanted = torch.autograd.grad((expected * weights).sum(), [layer.weight, pairs.subject_part])
+    found = torch.autograd.grad((got * weights).sum(), [layer.weight, pairs.subject_part])
+    for a, b in zip(wanted, found, strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="takes 4 features"):
+        pairs.linear(torch.nn.Linear(4, 2))

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from basgg.models.context_common import foreground_argmax, onehot_logits, xavier_linear
 from basgg.models.frequency_bias import FrequencyBias
-from basgg.models.relation_types import ObjectContext, RelationBatch
+from basgg.models.relation_types import ObjectContext, PairContext, RelationBatch
 from basgg.structures import Mode
 
 ADJUSTMENT_EPS = 1e-8
@@ -169,7 +169,7 @@ class PredicateClassifier(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def context_logits(
-        self, pair_representation: Tensor | None, union_features: Tensor | None
+        self, pairs: PairContext | None, union_features: Tensor | None
     ) -> Tensor | None:
         """(R, P + 1) logits from the pair and union features; ``None`` (frequency baseline)."""
         return None
@@ -179,7 +179,7 @@ class PredicateClassifier(nn.Module):
         *,
         subject_labels: Tensor,
         object_labels: Tensor,
-        pair_representation: Tensor | None = None,
+        pairs: PairContext | None = None,
         union_features: Tensor | None = None,
     ) -> Tensor:
         """Predicate logits of R pairs.
@@ -187,7 +187,7 @@ class PredicateClassifier(nn.Module):
         Args:
             subject_labels: (R,) subject classes used for the frequency bias.
             object_labels: (R,) object classes used for the frequency bias.
-            pair_representation: (R, 2 * hidden) subject and object context vectors
+            pairs: the context of the R pairs, subject and object halves of 2 * hidden
                 (``None`` for the frequency baseline).
             union_features: (R, pooling_dim) union-box features (``None`` likewise).
 
@@ -196,7 +196,7 @@ class PredicateClassifier(nn.Module):
         """
         frequency_logits = self.layer("frequency_bias")(subject_labels, object_labels)
         logits = self.frequency_dropout(frequency_logits)  # (R, P + 1)
-        context = self.context_logits(pair_representation, union_features)
+        context = self.context_logits(pairs, union_features)
         if context is not None:
             logits = context + logits
         if self.adjustment is not None:
@@ -221,8 +221,8 @@ class UnionContextClassifier(PredicateClassifier):
         self.post_cat = xavier_linear(2 * hidden_dim, pooling_dim)
         self.compress = xavier_linear(pooling_dim, self.num_predicates)
 
-    def context_logits(self, pair_representation: Tensor, union_features: Tensor) -> Tensor:
-        gated = self.layer("post_cat")(pair_representation) * union_features  # (R, pooling)
+    def context_logits(self, pairs: PairContext, union_features: Tensor) -> Tensor:
+        gated = pairs.linear(self.layer("post_cat")) * union_features  # (R, pooling)
         return self.layer("compress")(gated)
 
 
@@ -246,9 +246,9 @@ class TransformerClassifier(PredicateClassifier):
         self.rel_compress = xavier_linear(pooling_dim, self.num_predicates)
         self.ctx_compress = xavier_linear(2 * hidden_dim, self.num_predicates)
 
-    def context_logits(self, pair_representation: Tensor, union_features: Tensor) -> Tensor:
-        gated = self.post_cat(pair_representation) * union_features  # (R, pooling)
-        return self.layer("rel_compress")(gated) + self.layer("ctx_compress")(pair_representation)
+    def context_logits(self, pairs: PairContext, union_features: Tensor) -> Tensor:
+        gated = pairs.linear(self.post_cat) * union_features  # (R, pooling)
+        return self.layer("rel_compress")(gated) + pairs.linear(self.layer("ctx_compress"))
 
 
 class FrequencyClassifier(PredicateClassifier):

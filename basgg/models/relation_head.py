@@ -25,7 +25,12 @@ from basgg.models.context_common import xavier_linear
 from basgg.models.context_vctree import VCTreeContext
 from basgg.models.losses import relation_head_losses
 from basgg.models.predicate_classifier import PredicateClassifier
-from basgg.models.relation_types import ObjectContext, RelationBatch, RelationOutput
+from basgg.models.relation_types import (
+    ObjectContext,
+    PairContext,
+    RelationBatch,
+    RelationOutput,
+)
 from basgg.structures import Mode
 
 
@@ -125,13 +130,13 @@ class RelationHead(nn.Module):
         check_batch(batch, mode=self.mode, num_objects=self.num_objects)
         context: ObjectContext = self.context(batch)
         subjects, objects = global_pair_indices(batch.pairs, batch.object_counts, batch.boxes)
-        pair_representation = union_features = None
+        pairs = union_features = None
         if self.post_emb is not None:
             edge = self.post_emb(context.edge_context)  # (N, 2h): subject half, object half
             if self.relu_on_pair:
                 edge = F.relu(edge)
             head, tail = edge.split(self.hidden_dim, dim=1)
-            pair_representation = torch.cat([head[subjects], tail[objects]], dim=1)  # (R, 2h)
+            pairs = PairContext(head, tail, subjects, objects)  # pair r: [head[s], tail[o]]
             union_features = batch.union_features
             if self.up_dim is not None:
                 union_features = self.up_dim(union_features)  # (R, pooling_dim)
@@ -139,7 +144,7 @@ class RelationHead(nn.Module):
         predicate_logits = self.classifier(
             subject_labels=labels[subjects],
             object_labels=labels[objects],
-            pair_representation=pair_representation,
+            pairs=pairs,
             union_features=union_features,
         )
         return RelationOutput(context.object_logits, labels, predicate_logits, context.auxiliary)
