@@ -7,7 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+from torchvision.ops import roi_align
 
+from basgg.boxes import union_boxes
 from basgg.models.backbone import Backbone
 from basgg.models.features import (
     FrozenFeatureExtractor,
@@ -15,6 +17,7 @@ from basgg.models.features import (
     class_word_vectors,
     pair_geometry,
     rect_masks,
+    unordered_pairs,
 )
 from basgg.pretrained import WordVectors
 
@@ -79,6 +82,38 @@ def test_union_features_pool_the_enclosing_box_then_masks() -> None:
     masks = unions[0][:, 12:].view(2, 2, 4, 4)
     torch.testing.assert_close(masks[0], rect_masks(boxes[[0]], boxes[[1]], 4)[0])
     torch.testing.assert_close(masks[1], masks[0].flip(0))  # swapped subject and object
+
+
+def test_unordered_pairs_hand_example() -> None:
+    pairs = torch.tensor([[2, 0], [0, 2], [1, 3], [0, 1], [3, 1]])
+    unordered, rows = unordered_pairs(pairs)
+    assert unordered.tolist() == [[0, 1], [0, 2], [1, 3]]
+    assert rows.tolist() == [1, 1, 2, 0, 2]
+    empty, empty_rows = unordered_pairs(torch.zeros((0, 2), dtype=torch.int64))
+    assert empty.shape == (0, 2) and empty_rows.shape == (0,)
+
+
+def test_union_features_equal_one_roi_align_per_ordered_pair() -> None:
+    """Pooling each unordered pair once gives exactly the per-pair RoIAlign."""
+    extractor = FrozenFeatureExtractor(
+        backbone=_identity_backbone(stride=2), object_pool=2, union_pool=3, rect_size=0
+    )
+    generator = torch.Generator().manual_seed(5)
+    image = torch.randint(0, 256, (3, 30, 40), dtype=torch.uint8, generator=generator)
+    corners = torch.rand(6, 2, generator=generator) * torch.tensor([30.0, 20.0])
+    boxes = torch.cat([corners, corners + 1 + torch.rand(6, 2, generator=generator) * 9], 1)
+    pairs = torch.tensor([[a, b] for a in range(6) for b in range(6) if a != b][:-3])  # (27, 2)
+    _, unions = extractor([image], [boxes], [pairs])
+    feature_map = image[None].float().unfold(2, 2, 2).unfold(3, 2, 2).mean((-1, -2))
+    expected = roi_align(
+        feature_map,
+        [union_boxes(boxes[pairs[:, 0]], boxes[pairs[:, 1]])],
+        output_size=3,
+        spatial_scale=0.5,
+        sampling_ratio=-1,
+        aligned=True,
+    ).flatten(1)  # (27, 27)
+    assert torch.equal(unions[0], expected)
 
 
 def test_rect_masks_hand_example() -> None:

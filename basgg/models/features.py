@@ -167,12 +167,19 @@ class FrozenFeatureExtractor(nn.Module):
             image_boxes * _box_scale(image, size, device)
             for image, image_boxes in zip(images, boxes, strict=True)
         ]
+        # (s, o) and (o, s) have the same union box: pool each unordered pair once
+        unordered = [unordered_pairs(image_pairs) for image_pairs in pairs]
         unions = [
             union_boxes(image_boxes[image_pairs[:, 0]], image_boxes[image_pairs[:, 1]])
-            for image_boxes, image_pairs in zip(scaled, pairs, strict=True)
+            for image_boxes, (image_pairs, _) in zip(scaled, unordered, strict=True)
         ]
         objects = self._pool(feature_map, scaled, self.object_pool)
-        visual = self._pool(feature_map, unions, self.union_pool)
+        visual = [
+            pooled[rows]  # (R_i, union_visual_dim)
+            for pooled, (_, rows) in zip(
+                self._pool(feature_map, unions, self.union_pool), unordered, strict=True
+            )
+        ]
         return objects, [
             self._with_masks(image_visual, image_boxes, image_pairs)
             for image_visual, image_boxes, image_pairs in zip(visual, boxes, pairs, strict=True)
@@ -195,6 +202,17 @@ class FrozenFeatureExtractor(nn.Module):
             return visual
         masks = rect_masks(boxes[pairs[:, 0]], boxes[pairs[:, 1]], self.rect_size)  # (R, 2, S, S)
         return torch.cat([visual, masks.flatten(1)], dim=1)
+
+
+def unordered_pairs(pairs: Tensor) -> tuple[Tensor, Tensor]:
+    """(R, 2) ordered pairs -> (U, 2) unordered pairs (lower index first) and (R,) the row
+    of each ordered pair among them, so that ``unordered[rows]`` is each pair, up to order."""
+    if len(pairs) == 0:
+        return pairs.view(0, 2), pairs.new_zeros(0)
+    low, high = pairs.min(dim=1).values, pairs.max(dim=1).values  # (R,)
+    width = int(high.max()) + 1
+    keys, rows = torch.unique(low * width + high, return_inverse=True)  # (U,), (R,)
+    return torch.stack([keys // width, keys % width], dim=1), rows
 
 
 def rect_masks(subject_boxes: Tensor, object_boxes: Tensor, size: int) -> Tensor:
