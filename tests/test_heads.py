@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from basgg.models.context_common import nms_object_labels
-from basgg.models.context_motifs import object_orders, run_bidirectional_lstm
+from basgg.models.context_motifs import (
+    fused_bidirectional_lstm,
+    object_orders,
+    packed_bidirectional_lstm,
+    run_bidirectional_lstm,
+)
 from basgg.models.context_vctree import cooccurrence_from_frequency_bias
 from basgg.models.heads import HEADS, build_head
 from basgg.models.losses import tree_score_loss
@@ -285,7 +290,10 @@ def test_leftright_order_is_descending_centre_x_per_image() -> None:
 
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("training", [True, False])
-def test_bidirectional_lstm_equals_packed_nn_lstm(layers: int, training: bool) -> None:
+@pytest.mark.parametrize(
+    "run", [run_bidirectional_lstm, fused_bidirectional_lstm, packed_bidirectional_lstm]
+)
+def test_bidirectional_lstm_equals_packed_nn_lstm(run, layers: int, training: bool) -> None:
     """The padded per-direction calls give packed nn.LSTM's outputs and gradients."""
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(7, 5, num_layers=layers, bidirectional=True).double().train(training)
@@ -297,7 +305,7 @@ def test_bidirectional_lstm_equals_packed_nn_lstm(layers: int, training: bool) -
     padded, _ = torch.nn.utils.rnn.pad_packed_sequence(lstm(packed)[0], batch_first=True)
     rows = torch.cat([padded[b, : len(order)] for b, order in enumerate(kept)])
     expected = torch.zeros_like(rows).index_copy(0, torch.cat(kept), rows)  # (N, 10)
-    got = run_bidirectional_lstm(lstm, features, orders)
+    got = run(lstm, features, orders)
     assert torch.allclose(got, expected, rtol=0, atol=1e-12)
     weights = torch.randn_like(expected)
     inputs = [features, *lstm.parameters()]

@@ -68,19 +68,46 @@ def unpad_to_original(padded: Tensor, orders: list[Tensor]) -> Tensor:
     return torch.zeros_like(rows).index_copy(0, torch.cat(orders), rows)
 
 
+FUSED_LSTM_MAX_HIDDEN = 128  # CPU: measured to pay up to here (bench/lstm_speed.py)
+
+
 def run_bidirectional_lstm(lstm: nn.LSTM, features: Tensor, orders: list[Tensor]) -> Tensor:
     """Run ``lstm`` over each image's sequence; (N, D) -> (N, 2 * hidden) in original order.
 
-    The same function as ``lstm`` over the packed sequences (equal up to float rounding), but
-    each layer and direction is one unidirectional call over zero-padded sequences that all
-    start at step 0: the forward direction over the sequences, the backward direction over
-    the sequences reversed. Padding then only ever follows an image's real steps, so it
-    reaches no output and no gradient, and the calls take the fused LSTM kernel (oneDNN on
-    a CPU, cuDNN on a GPU), which packed input does not get on a CPU: a Motifs training step
-    is ~15% faster (docs/speed.md).
+    On a CPU with at most :data:`FUSED_LSTM_MAX_HIDDEN` hidden units this is
+    :func:`fused_bidirectional_lstm` (a packed LSTM runs there step by step, which costs more
+    than the padding); otherwise, as in Scene-Graph-Benchmark, ``lstm`` over the packed
+    sequences (:func:`packed_bidirectional_lstm`). Both give the same values up to float
+    rounding.
+    """
+    if features.device.type == "cpu" and lstm.hidden_size <= FUSED_LSTM_MAX_HIDDEN:
+        return fused_bidirectional_lstm(lstm, features, orders)
+    return packed_bidirectional_lstm(lstm, features, orders)
+
+
+def packed_bidirectional_lstm(lstm: nn.LSTM, features: Tensor, orders: list[Tensor]) -> Tensor:
+    """``lstm`` over the packed per-image sequences; (N, D) -> (N, 2 * hidden), original order."""
+    kept = [order for order in orders if len(order) > 0]
+    if not kept:
+        return features.new_zeros(features.shape[0], 2 * lstm.hidden_size)
+    packed = rnn_utils.pack_sequence([features[order] for order in kept], enforce_sorted=False)
+    output, _ = lstm(packed)
+    padded, _ = rnn_utils.pad_packed_sequence(output, batch_first=True)  # (B', T, 2h)
+    return unpad_to_original(padded, kept)
+
+
+def fused_bidirectional_lstm(lstm: nn.LSTM, features: Tensor, orders: list[Tensor]) -> Tensor:
+    """The function of :func:`packed_bidirectional_lstm`, one fused call per layer and direction.
+
+    Each call runs over zero-padded sequences that all start at step 0: the forward direction
+    over the sequences, the backward direction over the sequences reversed. Padding then only
+    ever follows an image's real steps, so it reaches no output and no gradient, and the call
+    takes the fused LSTM kernel (oneDNN on a CPU), which packed input does not get there. The
+    demo's Motifs step (hidden 128) is ~20% faster; with 256 or 512 hidden units (SGB's size)
+    the padded rows cost more than the fused kernel saves (docs/speed.md).
     """
     if not lstm.bidirectional or lstm.proj_size or lstm.batch_first:
-        raise ValueError("run_bidirectional_lstm: expects a bidirectional, sequence-first nn.LSTM")
+        raise ValueError("fused_bidirectional_lstm: expects a bidirectional, sequence-first nn.LSTM")
     kept = [order for order in orders if len(order) > 0]
     if not kept:
         return features.new_zeros(features.shape[0], 2 * lstm.hidden_size)
