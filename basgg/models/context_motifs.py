@@ -107,7 +107,7 @@ def fused_bidirectional_lstm(lstm: nn.LSTM, features: Tensor, orders: list[Tenso
     the padded rows cost more than the fused kernel saves (docs/speed.md).
     """
     if not lstm.bidirectional or lstm.proj_size or lstm.batch_first:
-        raise ValueError("fused_bidirectional_lstm: expects a bidirectional, sequence-first nn.LSTM")
+        raise ValueError("fused_bidirectional_lstm: expects a bidirectional, sequence-first LSTM")
     kept = [order for order in orders if len(order) > 0]
     if not kept:
         return features.new_zeros(features.shape[0], 2 * lstm.hidden_size)
