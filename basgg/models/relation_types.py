@@ -2,9 +2,8 @@
 
 :class:`RelationBatch` (a head's input), :class:`ObjectContext` (a context encoder's output),
 :class:`PairContext` (the predicate classifier's input), :class:`RelationOutput` (a head's
-output) and the key of
-VCTree's tree scores in ``RelationOutput.auxiliary``. Nothing here imports another module
-of the package, so every model module can import it.
+output) and the key of VCTree's tree scores in ``RelationOutput.auxiliary``. Nothing here
+imports another module of the package, so every model module can import it.
 """
 
 from __future__ import annotations
