@@ -17,6 +17,7 @@ from basgg.models.heads import HEADS
 from basgg.structures import SceneGraph
 from basgg.training import loop
 from basgg.training.checkpoint import read_checkpoint
+from basgg.training.feature_cache import FeatureCache
 from basgg.training.runs import train
 from basgg.training.schedule import LearningRateSchedule, multistep_factor, warmup_factor
 from basgg.training.setup import build_optimization
@@ -293,3 +294,24 @@ def test_resume_refuses_an_optimizer_state_of_other_groups() -> None:
         loop.restore_training_state(
             checkpoint, optimizer=optimizer, schedule=schedule, scaler=scaler
         )
+
+
+def test_feature_cache_subset_copies_the_rows_of_the_chosen_images_as_stored() -> None:
+    """Image i has N_i objects and N_i (N_i - 1) pairs; row values encode (image, row)."""
+    counts = [2, 3, 0, 2]
+    objects = torch.cat([torch.full((n, 2), 10.0 * i) + torch.arange(n)[:, None] for i, n in
+                         enumerate(counts)]).half()  # fmt: skip
+    unions = torch.cat([torch.full((n * (n - 1), 3), 10.0 * i) + torch.arange(n * (n - 1))[:, None]
+                        for i, n in enumerate(counts)]).half()  # fmt: skip
+    cache = FeatureCache(
+        object_features=objects, union_features=unions, num_objects=torch.tensor(counts)
+    )
+    subset = cache.subset([3, 0, 2])
+    assert subset.num_objects.tolist() == [2, 2, 0]
+    assert subset.object_features.dtype == torch.float16
+    assert subset.object_features[:, 0].tolist() == [30.0, 31.0, 0.0, 1.0]
+    assert subset.union_features[:, 0].tolist() == [30.0, 31.0, 0.0, 1.0]
+    for position, index in enumerate([3, 0, 2]):
+        assert torch.equal(subset.objects(position), cache.objects(index))
+        assert torch.equal(subset.unions(position), cache.unions(index))
+    assert len(cache.subset([])) == 0

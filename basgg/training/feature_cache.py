@@ -74,6 +74,22 @@ class FeatureCache:
         start = int(self._pair_start[index])
         return self.union_features[start : start + count * (count - 1)].float()
 
+    def subset(self, indices: Sequence[int]) -> FeatureCache:
+        """A copy holding the images ``indices`` in that order, rows as stored (no dtype
+        round trip)."""
+        counts = self.num_objects.tolist()
+        object_starts, pair_starts = self._object_start.tolist(), self._pair_start.tolist()
+        objects, unions = [], []
+        for index in indices:
+            count, start, pair_start = counts[index], object_starts[index], pair_starts[index]
+            objects.append(self.object_features[start : start + count])
+            unions.append(self.union_features[pair_start : pair_start + count * (count - 1)])
+        return FeatureCache(
+            object_features=torch.cat(objects) if objects else self.object_features[:0].clone(),
+            union_features=torch.cat(unions) if unions else self.union_features[:0].clone(),
+            num_objects=self.num_objects[torch.as_tensor(list(indices), dtype=torch.long)].clone(),
+        )
+
     def take(self, indices: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
         """Object and union features of each image of ``indices`` (the interface every
         feature source of a :class:`SplitData` has)."""

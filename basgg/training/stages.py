@@ -201,7 +201,7 @@ def balanced_train_split(
     if not isinstance(features, FeatureCache):  # detector pyramids or online features
         cache = FeatureSubset(features, positions.tolist())
     else:
-        cache = _subset_cache(features, positions)
+        cache = features.subset(positions.tolist())  # rows as stored
     inputs = [split.inputs[int(i)] for i in positions]
     logits = None
     if split.detector_logits is not None:  # SGDet: the proposals' detector logits
@@ -210,21 +210,3 @@ def balanced_train_split(
         name=split.name, dataset=dataset, inputs=inputs, features=cache, detector_logits=logits
     )
     return kept, selection
-
-
-def _subset_cache(features: FeatureCache, positions: np.ndarray) -> FeatureCache:
-    """A copy of the cache rows of the images ``positions``."""
-    return FeatureCache(
-        object_features=_concat(
-            [features.objects(int(i)) for i in positions], features.object_features
-        ),
-        union_features=_concat(
-            [features.unions(int(i)) for i in positions], features.union_features
-        ),
-        num_objects=features.num_objects[torch.from_numpy(positions)].clone(),
-    )
-
-
-def _concat(rows: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-    """The per-image rows stacked, in the cache's storage dtype."""
-    return torch.cat(rows).to(like.dtype) if rows else like[:0].clone()
