@@ -65,30 +65,32 @@ class FeatureCache:
 
     def objects(self, index: int) -> Tensor:
         """(N_i, object_dim) float32 object features of image ``index``."""
-        start, count = int(self._object_start[index]), int(self.num_objects[index])
-        return self.object_features[start : start + count].float()
+        return self._object_rows(index).float()
 
     def unions(self, index: int) -> Tensor:
         """(N_i (N_i - 1), union_dim) float32 union features of every ordered pair."""
-        count = int(self.num_objects[index])
-        start = int(self._pair_start[index])
-        return self.union_features[start : start + count * (count - 1)].float()
+        return self._union_rows(index).float()
 
     def subset(self, indices: Sequence[int]) -> FeatureCache:
         """A copy holding the images ``indices`` in that order, rows as stored (no dtype
         round trip)."""
-        counts = self.num_objects.tolist()
-        object_starts, pair_starts = self._object_start.tolist(), self._pair_start.tolist()
-        objects, unions = [], []
-        for index in indices:
-            count, start, pair_start = counts[index], object_starts[index], pair_starts[index]
-            objects.append(self.object_features[start : start + count])
-            unions.append(self.union_features[pair_start : pair_start + count * (count - 1)])
+        objects = [self._object_rows(index) for index in indices]
+        unions = [self._union_rows(index) for index in indices]
         return FeatureCache(
             object_features=torch.cat(objects) if objects else self.object_features[:0].clone(),
             union_features=torch.cat(unions) if unions else self.union_features[:0].clone(),
             num_objects=self.num_objects[torch.as_tensor(list(indices), dtype=torch.long)].clone(),
         )
+
+    def _object_rows(self, index: int) -> Tensor:
+        """Image ``index``'s object rows as stored (a view)."""
+        start, count = int(self._object_start[index]), int(self.num_objects[index])
+        return self.object_features[start : start + count]
+
+    def _union_rows(self, index: int) -> Tensor:
+        """Image ``index``'s union rows as stored (a view)."""
+        count, start = int(self.num_objects[index]), int(self._pair_start[index])
+        return self.union_features[start : start + count * (count - 1)]
 
     def take(self, indices: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
         """Object and union features of each image of ``indices`` (the interface every
