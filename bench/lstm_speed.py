@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn.utils import rnn as rnn_utils
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,6 +33,7 @@ import basgg.models.context_motifs as context_motifs  # noqa: E402
 from basgg.models.context_motifs import (  # noqa: E402
     FUSED_LSTM_MAX_HIDDEN,
     fused_bidirectional_lstm,
+    packed_bidirectional_lstm,  # Scene-Graph-Benchmark's way: pack, run, unpack
 )
 
 STEP_CONFIG = ROOT / "basgg" / "configs" / "synthvg_predcls.yaml"  # the demo's stage 1
@@ -47,15 +47,6 @@ SIZES = {
     # SGB Motifs on VG150: 4096 visual + 200 word + 128 position, hidden 512, 12 images
     "VG150 (SGB sizes, 12 images)": (4424, 512, [25, 18, 31, 22, 14, 27, 20, 16, 24, 29, 12, 21]),
 }
-
-
-def packed_lstm(lstm: torch.nn.LSTM, features: torch.Tensor, orders: list[torch.Tensor]):
-    """Scene-Graph-Benchmark's way: pack the sequences, run, unpack, restore object order."""
-    packed = rnn_utils.pack_sequence([features[order] for order in orders], enforce_sorted=False)
-    output, _ = lstm(packed)
-    padded, _ = rnn_utils.pad_packed_sequence(output, batch_first=True)  # (B, T, 2h)
-    rows = torch.cat([padded[b, : len(order)] for b, order in enumerate(orders)])
-    return torch.zeros_like(rows).index_copy(0, torch.cat(orders), rows)
 
 
 def time_call(function, repeats: int, device: torch.device) -> float:
@@ -103,8 +94,8 @@ def compare_steps(device: str, rounds: int, iterations: int = 30) -> None:
     speeds: dict[str, list[float]] = {"packed": [], "fused": []}
     for _ in range(rounds):
         for name, run in (
-            ("packed", context_motifs.packed_bidirectional_lstm),
-            ("fused", context_motifs.fused_bidirectional_lstm),
+            ("packed", packed_bidirectional_lstm),
+            ("fused", fused_bidirectional_lstm),
         ):
             context_motifs.run_bidirectional_lstm = run  # looked up by MotifsContext.forward
             result = measure("MotifPredictor", str(STEP_CONFIG), [], device, iterations)
@@ -132,9 +123,9 @@ def compare(
     def step(run):  # gradients of every input of a weighted sum of the outputs
         return torch.autograd.grad((run(lstm, features, orders) * weights).sum(), inputs)
 
-    reference, ours = step(packed_lstm), step(fused_bidirectional_lstm)
+    reference, ours = step(packed_bidirectional_lstm), step(fused_bidirectional_lstm)
     difference = max((a - b).abs().max().item() for a, b in zip(reference, ours, strict=True))
-    sgb = time_call(lambda: step(packed_lstm), repeats, device)
+    sgb = time_call(lambda: step(packed_bidirectional_lstm), repeats, device)
     basgg = time_call(lambda: step(fused_bidirectional_lstm), repeats, device)
     return sgb, basgg, difference
 
