@@ -15,12 +15,12 @@ Steps, each skipped when its output exists (so an interrupted demo resumes):
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import resource
 import time
-from collections.abc import Callable
-from multiprocessing.process import BaseProcess
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -30,12 +30,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from basgg.atomic import save_figure  # noqa: E402
+from basgg.commands.side_jobs import SOURCE_FILE, OnEachBest, start_beside  # noqa: E402
 from basgg.config import Config, load_config, save_config  # noqa: E402
 from basgg.data.summary import summarize_dataset, summary_table, write_report  # noqa: E402
 from basgg.data.vg150_format import VG150Files  # noqa: E402
 from basgg.output_lock import holding_output_dir  # noqa: E402
 from basgg.synthvg.generator import generate_dataset, load_settings  # noqa: E402
-from basgg.threads import ENV_VARIABLE  # noqa: E402
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
 from basgg.training.launch import default_world_size, launch  # noqa: E402
 from basgg.training.setup import PACKAGED_CONFIGS, resolve_config_path  # noqa: E402
@@ -44,6 +44,7 @@ from basgg.training.stages import HEAD, STAGE_TWO_OVERRIDES  # noqa: E402
 STAGE_ONE_CONFIG = PACKAGED_CONFIGS / "synthvg_predcls.yaml"
 TABLE_METRICS = ("R", "mR")
 METRICS_FILE = "metrics.json"
+CONFUSION_WORKSPACE = "confusion_beside"  # under stage 1's OUTPUT_DIR, removed at the end
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,8 +144,10 @@ def run_stages(
     Where the cores go (docs/speed.md): the train and val features are extracted first by
     ``processes`` processes together (0: one per usable core); each training then runs in
     this process (on a CPU, one thread: a Motifs step gains nothing from a second thread or
-    a second process), with the test features extracted beside stage 1 and the stage-1
-    test run beside stage 2, each in a single-threaded process of its own.
+    a second process). Beside stage 1, in single-threaded processes of their own, run the
+    test-feature extraction and then the confusion matrix of each new best checkpoint
+    (:class:`OnEachBest`), so step 4 usually only adopts the final best's files; the
+    stage-1 test runs beside stage 2.
     """
     from basgg.training.runs import compute_confusion_matrix, train
 
@@ -164,14 +167,25 @@ def run_stages(
             world_size=world_size,
             device=device,
         )
-        # the test features are extracted beside the training (needed from step 5 on)
-        test_features = _start_beside(_extract_features, (stage_one, ("test",), False))
+        # beside the training: the test features (needed from step 5 on), then the
+        # confusion matrix of each new best checkpoint (step 4 needs the final best's)
+        test_features = start_beside(_extract_features, (stage_one, ("test",), False))
+        confusions = OnEachBest(
+            stage_one_dir / BEST_CHECKPOINT,
+            partial(_confusion_matrix_job, stage_one),
+            stage_one_dir / CONFUSION_WORKSPACE,
+            wait_for=test_features,
+        )
         _step(3, f"stage 1 (general model): training {head} {task} in {stage_one_dir} "
-              "(test features extracted beside it)", start)  # fmt: skip
-        train(stage_one, progress=progress)
-        test_features.join()
-        if test_features.exitcode:  # the stage-1 test extracts them then
-            print(f"      (test features: side process exit code {test_features.exitcode})")
+              "(test features and confusion matrices computed beside it)", start)  # fmt: skip
+        try:
+            train(stage_one, progress=progress)
+            test_features.join()
+            if test_features.exitcode:  # the stage-1 test extracts them then
+                print(f"      (test features: side process exit code {test_features.exitcode})")
+            _adopt_confusion_matrix(confusions.result(), stage_one_dir)
+        finally:
+            confusions.close()
     matrix = Path(stage_two.MODEL.ROI_RELATION_HEAD.CONFUSION_MATRIX_FILE)
     if matrix.is_file():
         _step(4, f"stage-1 confusion matrix on train: done, {matrix}", start)
@@ -180,7 +194,7 @@ def run_stages(
         compute_confusion_matrix(stage_one, progress=progress)
     beside = None
     if not _metrics_path(stage_one).is_file():
-        beside = _start_beside(_test_stage, (stage_one,))
+        beside = start_beside(_test_stage, (stage_one,))
     if (stage_two_dir / FINAL_CHECKPOINT).is_file():
         _step(5, f"stage 2 (BA-SGG: BPL + SA): done, in {stage_two_dir}", start)
     else:
@@ -209,20 +223,24 @@ def _test_stage(config: Config, progress: bool = False) -> None:
     evaluate_checkpoint(config, split="test", progress=progress)
 
 
-def _start_beside(function: Callable[..., None], args: tuple) -> BaseProcess:
-    """``function(*args)`` in a new single-threaded process (spawned: this one runs torch)."""
-    import multiprocessing
+def _confusion_matrix_job(config: Config, checkpoint: Path, folder: Path) -> None:
+    """The stage-1 confusion-matrix files of ``checkpoint``, written in ``folder``."""
+    from basgg.training.runs import compute_confusion_matrix
 
-    process = multiprocessing.get_context("spawn").Process(
-        target=_single_threaded, args=(function, args)
-    )
-    process.start()
-    return process
+    config = load_config(None, ["OUTPUT_DIR", str(folder)], base=copy.deepcopy(config))
+    compute_confusion_matrix(config, checkpoint=str(checkpoint), progress=False)
 
 
-def _single_threaded(function: Callable[..., None], args: tuple) -> None:
-    os.environ[ENV_VARIABLE] = "1"  # read by basgg.threads when the run sets its threads
-    function(*args)
+def _adopt_confusion_matrix(folder: Path | None, stage_one_dir: Path) -> None:
+    """Move the files the final best's confusion-matrix job wrote into ``stage_one_dir``
+    (the matrix last, as it marks step 4 done)."""
+    from basgg.training.runs import MATRIX_FILE
+
+    if folder is None:
+        return
+    for path in sorted(folder.iterdir(), key=lambda p: p.name == MATRIX_FILE):
+        if path.is_file() and path.name != SOURCE_FILE:
+            os.replace(path, stage_one_dir / path.name)
 
 
 def _step(number: int, text: str, start: float) -> None:
