@@ -381,3 +381,53 @@ def test_transformer_context_dropout_reaches_every_dropout_layer() -> None:
     head = make_head("TransformerPredictor", Mode.SGCLS, dropout=0.37)
     rates = {m.p for m in head.context.modules() if isinstance(m, torch.nn.Dropout)}
     assert rates == {0.37}
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_union_projection_once_per_unordered_pair_equals_the_plain_layer(sampled: bool) -> None:
+    """With the leading union columns equal for (s, o) and (o, s), ``project_union`` gives
+    ``up_dim(union)`` and its weight gradients (float64), whichever pairs were sampled."""
+    shared = 12
+    head = make_head("MotifPredictor", Mode.PREDCLS, union_shared_dim=shared).double()
+    batch, _ = make_batch([4, 1, 5], Mode.PREDCLS, seed=3, pairs_per_image=7 if sampled else None)
+    subjects, objects = [], []
+    start = 0
+    for count, image_pairs in zip(batch.object_counts, batch.pairs, strict=True):
+        subjects.append(image_pairs[:, 0] + start)
+        objects.append(image_pairs[:, 1] + start)
+        start += count
+    subjects, objects = torch.cat(subjects), torch.cat(objects)
+    generator = torch.Generator().manual_seed(5)
+    table = torch.randn(start, start, shared, generator=generator, dtype=torch.float64)
+    table = table + table.transpose(0, 1)  # the same union box either way round
+    union = torch.cat(
+        [
+            table[subjects, objects],
+            torch.randn(
+                len(subjects), UNION_DIM - shared, generator=generator, dtype=torch.float64
+            ),
+        ],
+        dim=1,
+    )
+    layer = head.up_dim
+    results = []
+    for project in (lambda: layer(union), lambda: head.project_union(union, subjects, objects)):
+        layer.zero_grad()
+        output = project()
+        (
+            output * torch.linspace(-1, 1, output.numel(), dtype=torch.float64).view_as(output)
+        ).sum().backward()
+        results.append((output.detach(), layer.weight.grad.clone(), layer.bias.grad.clone()))
+    for plain, shared_once in zip(*results, strict=True):
+        torch.testing.assert_close(shared_once, plain, rtol=1e-12, atol=1e-12)
+    assert head.project_union(union[:0], subjects[:0], objects[:0]).shape == (0, 24)
+    # it does read each unordered pair's shared columns once: break the symmetry and it differs
+    broken = union.clone()
+    broken[:, 0] += torch.arange(len(broken), dtype=torch.float64)
+    with torch.no_grad():
+        assert not torch.allclose(head.project_union(broken, subjects, objects), layer(broken))
+
+
+def test_union_shared_dim_must_fit_the_union_vector() -> None:
+    with pytest.raises(ValueError, match="union_shared_dim"):
+        make_head("MotifPredictor", Mode.PREDCLS, union_shared_dim=UNION_DIM + 1)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from basgg.commands.side_jobs import SOURCE_FILE, OnEachBest, checkpoint_iteration
 from basgg.training.checkpoint import CHECKPOINT_FORMAT
+from basgg.training.side_jobs import SOURCE_FILE, OnEachBest, checkpoint_iteration
 
 
 def _write_best(path: Path, iteration: int) -> None:

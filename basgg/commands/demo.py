@@ -30,7 +30,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from basgg.atomic import save_figure  # noqa: E402
-from basgg.commands.side_jobs import SOURCE_FILE, OnEachBest, start_beside  # noqa: E402
 from basgg.config import Config, load_config, save_config  # noqa: E402
 from basgg.data.summary import summarize_dataset, summary_table, write_report  # noqa: E402
 from basgg.data.vg150_format import VG150Files  # noqa: E402
@@ -39,6 +38,7 @@ from basgg.synthvg.generator import generate_dataset, load_settings  # noqa: E40
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
 from basgg.training.launch import default_world_size, launch  # noqa: E402
 from basgg.training.setup import PACKAGED_CONFIGS, resolve_config_path  # noqa: E402
+from basgg.training.side_jobs import SOURCE_FILE, OnEachBest, start_beside  # noqa: E402
 from basgg.training.stages import HEAD, STAGE_TWO_OVERRIDES  # noqa: E402
 
 STAGE_ONE_CONFIG = PACKAGED_CONFIGS / "synthvg_predcls.yaml"

@@ -102,6 +102,7 @@ def build_relation_head(
     union_dim: int,
     frequency_bias_init: Tensor,
     object_word_vectors: Tensor,
+    union_shared_dim: int = 0,
 ) -> RelationHead:
     """The head named by ``MODEL.ROI_RELATION_HEAD.PREDICTOR`` with its config sizes (the
     shared ones, then the keys its :class:`~basgg.models.heads.HeadSpec` lists)."""
@@ -120,6 +121,7 @@ def build_relation_head(
         hidden_dim=head.CONTEXT_HIDDEN_DIM,
         pooling_dim=head.CONTEXT_POOLING_DIM,
         frequency_bias_dropout=head.FREQUENCY_BIAS_DROPOUT,
+        union_shared_dim=union_shared_dim,
         **context_options,
     )
 
@@ -168,9 +170,11 @@ def build_model(
             detector, pool_all_levels=relation_config.POOLING_ALL_LEVELS
         )
         object_dim, union_dim = relation_features.object_dim, relation_features.union_dim
+        union_shared_dim = 0
     else:
         extractor = build_feature_extractor(config, backbone_weights=backbone_weights)
         object_dim, union_dim = extractor.object_dim, extractor.union_dim
+        union_shared_dim = extractor.union_visual_dim  # the same for (s, o) and (o, s)
     head = build_relation_head(
         config,
         mode=mode,
@@ -180,6 +184,7 @@ def build_model(
         union_dim=union_dim,
         frequency_bias_init=frequency_bias_init,
         object_word_vectors=object_word_vectors,
+        union_shared_dim=union_shared_dim,
     )
     if mode is not Mode.SGDET:  # only the pyramid (trunk + FPN) of the detector is kept
         detector = None

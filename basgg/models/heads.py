@@ -118,6 +118,7 @@ def build_head(
     hidden_dim: int = 256,
     pooling_dim: int = 512,
     frequency_bias_dropout: float = 0.3,
+    union_shared_dim: int = 0,
     **context_options: object,
 ) -> RelationHead:
     """The registered head ``name``: its context encoder, then the shared head around it.
@@ -125,7 +126,7 @@ def build_head(
     Args:
         name: a key of :data:`HEADS`.
         mode, num_objects, num_predicates, frequency_bias_init, frequency_bias_dropout,
-            union_dim, hidden_dim, pooling_dim: see :class:`RelationHead`.
+            union_dim, hidden_dim, pooling_dim, union_shared_dim: see :class:`RelationHead`.
         object_dim: size of the cached object features.
         object_word_vectors: (C, D) label embedding initialisation (contexts that embed labels).
         context_options: further keywords of the context encoder (e.g. ``object_layers``).
@@ -156,6 +157,7 @@ def build_head(
         hidden_dim=hidden_dim,
         pooling_dim=pooling_dim,
         relu_on_pair=spec.relu_on_pair,
+        union_shared_dim=union_shared_dim,
         name=name,
     )
 

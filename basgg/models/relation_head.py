@@ -53,6 +53,8 @@ class RelationHead(nn.Module):
         hidden_dim: size of the context's edge vectors.
         pooling_dim: size of the pair features (``post_cat`` output, projected union).
         relu_on_pair: apply ReLU after ``post_emb`` (VCTree).
+        union_shared_dim: leading union columns equal for (s, o) and (o, s) (the frozen
+            extractor's union RoIAlign; 0: none), projected once per unordered pair.
         name: the registered head name (``MODEL.ROI_RELATION_HEAD.PREDICTOR``) checkpoints
             record.
     """
@@ -71,6 +73,7 @@ class RelationHead(nn.Module):
         hidden_dim: int,
         pooling_dim: int,
         relu_on_pair: bool = False,
+        union_shared_dim: int = 0,
         name: str = "",
     ) -> None:
         super().__init__()
@@ -95,6 +98,31 @@ class RelationHead(nn.Module):
             nn.init.zeros_(self.post_emb.bias)
             if union_dim != pooling_dim:
                 self.up_dim = xavier_linear(union_dim, pooling_dim)
+        if not 0 <= union_shared_dim <= union_dim:
+            raise ValueError(f"union_shared_dim: expected 0..{union_dim}, got {union_shared_dim}")
+        self.union_shared_dim = union_shared_dim
+
+    def project_union(self, union: Tensor, subjects: Tensor, objects: Tensor) -> Tensor:
+        """``up_dim(union)``: (R, union_dim) -> (R, pooling_dim).
+
+        The first ``union_shared_dim`` columns are equal for (s, o) and (o, s) (the union
+        box's RoIAlign), so their share of the layer is computed once per unordered pair
+        and gathered (the same values up to float rounding, about half the work).
+        """
+        shared = self.union_shared_dim
+        if shared == 0 or union.shape[0] == 0:
+            return self.up_dim(union)
+        low, high = torch.minimum(subjects, objects), torch.maximum(subjects, objects)
+        keys = low * (int(high.max()) + 1) + high  # (R,) one key per unordered pair
+        unique, inverse = torch.unique(keys, return_inverse=True)  # (U,), (R,)
+        rows = torch.arange(keys.shape[0], device=keys.device)
+        first = torch.zeros_like(unique).scatter_reduce_(
+            0, inverse, rows, reduce="amin", include_self=False
+        )  # (U,) the first row of each unordered pair
+        weight = self.up_dim.weight  # (pooling_dim, union_dim)
+        visual = F.linear(union[first, :shared], weight[:, :shared])  # (U, pooling_dim)
+        rest = F.linear(union[:, shared:], weight[:, shared:], self.up_dim.bias)  # (R, pooling)
+        return visual[inverse] + rest
 
     @property
     def clean_branch_enabled(self) -> bool:
@@ -139,7 +167,7 @@ class RelationHead(nn.Module):
             pairs = PairContext(head, tail, subjects, objects)  # pair r: [head[s], tail[o]]
             union_features = batch.union_features
             if self.up_dim is not None:
-                union_features = self.up_dim(union_features)  # (R, pooling_dim)
+                union_features = self.project_union(union_features, subjects, objects)
         labels = context.object_labels
         predicate_logits = self.classifier(
             subject_labels=labels[subjects],
