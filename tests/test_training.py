@@ -315,3 +315,68 @@ def test_feature_cache_subset_copies_the_rows_of_the_chosen_images_as_stored() -
         assert torch.equal(subset.objects(position), cache.objects(index))
         assert torch.equal(subset.unions(position), cache.unions(index))
     assert len(cache.subset([])) == 0
+
+
+def test_val_prepared_at_the_first_validation_trains_the_same(
+    tiny_vg150: VG150Files, tmp_path: Path
+) -> None:
+    # a fresh cache folder each: with val_at_first_validation the val features are extracted
+    # 2 iterations in (no other process makes them here), and nothing else changes
+    extra = ["SOLVER.MAX_ITER", "4", "MODEL.ROI_RELATION_HEAD.CONTEXT_REL_LAYER", "2"]
+    runs = {}
+    for deferred in (False, True):
+        folder = tmp_path / f"deferred_{deferred}"
+        config = _config(tiny_vg150, folder, tmp_path / f"cache_{deferred}", *extra)
+        train(config, progress=False, val_at_first_validation=deferred)
+        runs[deferred] = folder
+    for name in ("train_log.csv", "val_log.csv"):
+        timeless = [
+            [{k: v for k, v in row.items() if k != "seconds"} for row in _rows(runs[d] / name)]
+            for d in (True, False)
+        ]
+        assert timeless[0] == timeless[1] and timeless[0]
+    expected = read_checkpoint(runs[False] / "model_best.pth")["model"]
+    actual = read_checkpoint(runs[True] / "model_best.pth")["model"]
+    assert all(torch.equal(actual[key], tensor) for key, tensor in expected.items())
+    assert not list((tmp_path / "cache_True").glob("*.lock"))  # removed once written
+
+
+def test_a_file_another_process_is_computing_is_waited_for_and_read(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from basgg.training.caches import computed_once, computing
+    from basgg.training.distributed import DistributedContext
+
+    path = tmp_path / "value.txt"
+    computed = []
+
+    def compute_slowly() -> str:
+        computed.append(threading.current_thread().name)
+        time.sleep(0.5)
+        return "42"
+
+    def once(results: list[str]) -> None:
+        results.append(
+            computed_once(
+                path,
+                read=lambda: path.read_text() if path.exists() else None,
+                compute=compute_slowly,
+                save=lambda value, target: target.write_text(value),
+                context=DistributedContext(),
+                what="test value",
+            )
+        )
+
+    results: list[str] = []
+    first = threading.Thread(target=once, args=(results,), name="first")
+    first.start()
+    while not computed:  # the first one holds the lock and computes
+        time.sleep(0.01)
+    once(results)  # waits for it, then reads its file
+    first.join()
+    assert results == ["42", "42"] and computed == ["first"]
+    assert not path.with_name("value.txt.lock").exists()
+    with computing(tmp_path / "never_written.txt"):  # a failed computation keeps no file
+        pass
+    assert (tmp_path / "never_written.txt.lock").exists()

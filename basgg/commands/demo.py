@@ -141,10 +141,11 @@ def run_stages(
 ) -> None:
     """Steps 3-6, each skipped when its output exists.
 
-    Where the cores go (docs/speed.md): the train and val features are extracted first by
+    Where the cores go (docs/speed.md): the train features are extracted first by
     ``processes`` processes together (0: one per usable core); each training then runs in
     this process (on a CPU, one thread: a Motifs step gains nothing from a second thread or
     a second process). Beside stage 1, in single-threaded processes of their own, run the
+    val-feature extraction (the first validation, 250 iterations in, waits for it), the
     test-feature extraction and then the confusion matrix of each new best checkpoint
     (:class:`OnEachBest`), so step 4 usually only adopts the final best's files; the
     stage-1 test runs beside stage 2.
@@ -159,30 +160,31 @@ def run_stages(
         head = stage_one.MODEL.ROI_RELATION_HEAD.PREDICTOR
         task = stage_one.mode.value
         world_size = processes or default_world_size(device)
-        _step(3, f"stage 1 (general model): train and val features ({world_size} processes)",
-              start)  # fmt: skip
+        _step(3, f"stage 1 (general model): train features ({world_size} processes)", start)
         launch(
             _extract_features,
-            (stage_one, ("train", "val"), progress),
+            (stage_one, ("train",), progress),
             world_size=world_size,
             device=device,
         )
-        # beside the training: the test features (needed from step 5 on), then the
-        # confusion matrix of each new best checkpoint (step 4 needs the final best's)
-        test_features = start_beside(_extract_features, (stage_one, ("test",), False))
+        # beside the training: the val features (the first validation waits for them), the
+        # test features (step 5 on), then the confusion matrix of each new best checkpoint
+        # (step 4 needs the final best's)
+        side_features = start_beside(_extract_features, (stage_one, ("val", "test"), False))
         confusions = OnEachBest(
             stage_one_dir / BEST_CHECKPOINT,
             partial(_confusion_matrix_job, stage_one),
             stage_one_dir / CONFUSION_WORKSPACE,
-            wait_for=test_features,
+            wait_for=side_features,
         )
         _step(3, f"stage 1 (general model): training {head} {task} in {stage_one_dir} "
-              "(test features and confusion matrices computed beside it)", start)  # fmt: skip
+              "(val and test features, confusion matrices computed beside it)",
+              start)  # fmt: skip
         try:
-            train(stage_one, progress=progress)
-            test_features.join()
-            if test_features.exitcode:  # the stage-1 test extracts them then
-                print(f"      (test features: side process exit code {test_features.exitcode})")
+            train(stage_one, progress=progress, val_at_first_validation=True)
+            side_features.join()
+            if side_features.exitcode:  # the stage-1 test extracts them then
+                print(f"      (val/test features: side process exit code {side_features.exitcode})")
             _adopt_confusion_matrix(confusions.result(), stage_one_dir)
         finally:
             confusions.close()

@@ -9,10 +9,11 @@ file formats live in :mod:`basgg.training.feature_cache` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,11 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 from tqdm import tqdm
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from basgg.config import Config
 from basgg.data.vg150 import VG150Dataset
@@ -97,6 +103,31 @@ class SplitData:
         return None if self.detector_logits is None else self.detector_logits[index]
 
 
+@contextlib.contextmanager
+def computing(path: Path) -> Iterator[None]:
+    """Hold ``<path>.lock`` (``fcntl.flock``) while this process computes ``path``.
+
+    Another process that wants the same missing file (e.g. a training that needs the val
+    features a side process is extracting) waits here, then reads the file instead of
+    computing it a second time. The lock file is removed once ``path`` is written; a killed
+    holder's lock is dropped by the operating system. Without ``fcntl`` (Windows) this only
+    creates the folder.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    lock = path.with_name(path.name + ".lock")
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+            if path.exists():
+                lock.unlink(missing_ok=True)  # waiters hold the same (unlinked) file
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def computed_once(
     path: Path,
     *,
@@ -116,10 +147,15 @@ def computed_once(
     if context.is_main:
         value = read() if path.exists() else None
         if value is None:
-            if path.exists():
-                warnings.warn(f"{path}: unreadable {what}, computing it again", stacklevel=3)
-            value = compute()
-            save(value, path)
+            with computing(path):  # or wait for another process computing it, and read it
+                value = read() if path.exists() else None
+                if value is None:
+                    if path.exists():
+                        warnings.warn(
+                            f"{path}: unreadable {what}, computing it again", stacklevel=3
+                        )
+                    value = compute()
+                    save(value, path)
     barrier(context)
     if value is None:
         value = read()
@@ -287,7 +323,10 @@ def sharded_feature_cache(
         def part_path(rank: int) -> Path:
             return path.with_name(f"{path.name}.part{rank}of{world}")
 
-        save_feature_cache(extract(shard(num_images, context)), part_path(context.rank))
+        # parts live seconds, read back by this run only: no fsync
+        save_feature_cache(
+            extract(shard(num_images, context)), part_path(context.rank), durable=False
+        )
         barrier(context)
         if context.is_main:
             parts = []

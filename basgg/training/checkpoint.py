@@ -36,14 +36,15 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or does not fit the model."""
 
 
-def atomic_save(state: dict, path: str | Path) -> Path:
-    """Write ``state`` with ``torch.save`` to a temporary file, fsync it, then rename it.
+def atomic_save(state: dict, path: str | Path, *, durable: bool = True) -> Path:
+    """Write ``state`` with ``torch.save`` to a temporary file, fsync it (unless not
+    ``durable``: a file only this run reads back), then rename it.
 
     A reader never sees a half-written ``path``: either the old file or the new one. A
     temporary file left by a killed writer is removed at the next save of the same name.
     """
     path = Path(path)
-    with atomic_output(path) as temporary:
+    with atomic_output(path, durable=durable) as temporary:
         torch.save(state, temporary)
     return path
 

@@ -211,9 +211,9 @@ def join_feature_caches(parts: Sequence[FeatureCache]) -> FeatureCache:
     )
 
 
-def save_feature_cache(cache: FeatureCache, path: str | Path) -> Path:
-    """Write atomically (temporary file, fsync, rename)."""
-    return atomic_save(cache.state(), path)
+def save_feature_cache(cache: FeatureCache, path: str | Path, *, durable: bool = True) -> Path:
+    """Write atomically (temporary file, fsync unless not ``durable``, rename)."""
+    return atomic_save(cache.state(), path, durable=durable)
 
 
 def read_feature_cache(path: str | Path, *, num_images: int) -> FeatureCache | None:

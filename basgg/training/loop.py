@@ -218,7 +218,7 @@ def train_one_stage(
     model: SceneGraphModel,
     train: SplitData,
     *,
-    val: SplitData | None,
+    val: SplitData | Callable[[], SplitData] | None,
     make_evaluator: Callable[[], SGEvaluator],
     optimizer: torch.optim.Optimizer,
     schedule: LearningRateSchedule,
@@ -234,7 +234,9 @@ def train_one_stage(
     Args:
         model: the model (its frozen parts stay frozen: only ``parameters`` step).
         train: the training split with cached features.
-        val: the validation split, or ``None`` (no validation, no best checkpoint).
+        val: the validation split, a function giving it (called at the first validation,
+            e.g. while another process still extracts its features), or ``None`` (no
+            validation, no best checkpoint).
         make_evaluator: a fresh evaluator for each validation.
         optimizer: over ``parameters``.
         schedule: sets the rate before each step; fed the validation metric.
@@ -261,10 +263,14 @@ def train_one_stage(
             context=context,
         )
 
+    val_split: list[SplitData] = [] if val is None or callable(val) else [val]
+
     def validate() -> None:
+        if not val_split:
+            val_split.append(val())  # type: ignore[misc]
         validate_and_select(
             model,
-            val,
+            val_split[0],
             make_evaluator=make_evaluator,
             schedule=schedule,
             settings=settings,

@@ -14,7 +14,9 @@ and predicate hierarchy).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -94,12 +96,21 @@ MATRIX_FILE = "confusion_matrix.npy"
 HEATMAP_FILE = "confusion_matrix.png"
 
 
-def train(config: Config, *, progress: bool = True, resume_anyway: bool = False) -> TrainingState:
+def train(
+    config: Config,
+    *,
+    progress: bool = True,
+    resume_anyway: bool = False,
+    val_at_first_validation: bool = False,
+) -> TrainingState:
     """Run (or resume) the training ``config`` describes; returns the final state.
 
     The main process holds OUTPUT_DIR (:func:`basgg.output_lock.output_lock`) for the whole
     run. A resume whose config differs from the checkpoint's is refused unless
-    ``resume_anyway`` (:mod:`basgg.training.resume`).
+    ``resume_anyway`` (:mod:`basgg.training.resume`). ``val_at_first_validation``: prepare
+    the val split (its features) at the first validation instead of before the first
+    iteration, for a caller that has another process extracting them meanwhile (the
+    demo); the training waits for that process's file rather than extracting it again.
     """
     check_stage(config, training=True)
     check_stage_two_inputs(config)
@@ -118,6 +129,7 @@ def train(config: Config, *, progress: bool = True, resume_anyway: bool = False)
                 progress=progress,
                 resume_anyway=resume_anyway,
                 threads_source=source,
+                val_at_first_validation=val_at_first_validation,
             )
     finally:
         if not launched:
@@ -173,6 +185,7 @@ def _train(
     progress: bool,
     resume_anyway: bool,
     threads_source: str = "",
+    val_at_first_validation: bool = False,
 ) -> TrainingState:
     solver = config.SOLVER
     check_metric_name(solver.BEST_METRIC, config.TEST.TOP_KS, "SOLVER.BEST_METRIC")
@@ -220,9 +233,13 @@ def _train(
     train_split, selection = balanced_train_split(config, train_split)  # BA-SGG BPL
     if selection is not None and context.is_main:
         print(selection.describe() + f"; {len(train_split.inputs)} train images", flush=True)
-    val_split = None
+    val_split: SplitData | Callable[[], SplitData] | None = None
     if val_dataset is not None and len(val_dataset):
-        val_split = prepare_split(config, model, val_dataset, context=context, progress=progress)
+        val_split = partial(
+            prepare_split, config, model, val_dataset, context=context, progress=progress
+        )
+        if not val_at_first_validation:
+            val_split = val_split()
 
     single_thread_over_cache(train_split, context, threads_source, announce=True)
     parameters = [p for p in parameters if p.requires_grad]
