@@ -48,12 +48,17 @@ def textured(
     noise = np.zeros((height, width), np.float32)
     for octave, cell in enumerate(cells):
         if cell <= 2:  # pixel-scale grain: white noise is as good and much cheaper
-            layer = 0.5 * rng.standard_normal((height, width), dtype=np.float32)
+            layer = rng.standard_normal((height, width), dtype=np.float32)
+            layer *= 0.5
         else:
             layer = value_noise(rng, height, width, cell)
-        noise += layer / (octave + 1)
+        # (value noise is a read-only view of a PIL image; white noise is divided in place)
+        noise += np.divide(layer, octave + 1, out=layer if layer.flags.writeable else None)
     tint = np.asarray(colour, np.float32) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
-    return np.clip(tint[None, None, :] + amount * noise[..., None], 0, 255)
+    noise *= amount
+    # in place, same values as np.clip(tint + amount * noise[..., None], 0, 255)
+    texture = np.add(tint[None, None, :], noise[..., None])  # (H, W, 3)
+    return np.clip(texture, 0, 255, out=texture)
 
 
 def jitter_colour(
@@ -296,8 +301,10 @@ def render_scene(
             draw_string(canvas, planned.tether, (x1 + 0.55 * (x2 - x1), y1 + 0.75 * (y2 - y1)))
     boxes = object_boxes(plan, owner)
     sigma = float(rng.uniform(1.0, 5.0))
-    canvas += sigma * rng.standard_normal((plan.height, plan.width, 1), dtype=np.float32)
-    image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    grain = rng.standard_normal((plan.height, plan.width, 1), dtype=np.float32)
+    grain *= sigma
+    canvas += grain
+    image = Image.fromarray(np.clip(canvas, 0, 255, out=canvas).astype(np.uint8))
     if rng.random() < 0.5:
         image = image.filter(ImageFilter.BoxBlur(float(rng.uniform(0.2, 0.6))))
     return image, boxes
