@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from basgg.training.checkpoint import CHECKPOINT_FORMAT
@@ -94,3 +95,31 @@ def _started(watcher: OnEachBest, seconds: float = 10.0) -> bool:
     while watcher.jobs_started == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     return watcher.jobs_started > 0
+
+
+def _record_start(path: Path) -> None:
+    import sys
+
+    preloaded = "basgg.training.runs" in sys.modules
+    path.write_text(f"{preloaded} {os.environ.get('BASGG_NUM_THREADS')} {os.environ.get('PROBE')}")
+    Path("here.txt").write_text("")  # in the starting process's folder
+
+
+def test_process_server_forks_processes_that_have_torch_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from basgg.training.launch import process_server, start_method
+    from basgg.training.side_jobs import start_beside
+
+    assert start_method() == "spawn"
+    with process_server():
+        assert start_method() == "forkserver"
+        monkeypatch.chdir(tmp_path)  # after the server started: the child follows anyway
+        monkeypatch.setenv("PROBE", "seen")
+        process = start_beside(_record_start, (tmp_path / "child.txt",))
+        process.join(60)
+    assert start_method() == "spawn"
+    assert process.exitcode == 0
+    # preloaded by the server before the fork; single-threaded as every side process
+    assert (tmp_path / "child.txt").read_text() == "True 1 seen"
+    assert (tmp_path / "here.txt").is_file()

@@ -36,10 +36,15 @@ from basgg.data.vg150_format import VG150Files  # noqa: E402
 from basgg.output_lock import holding_output_dir  # noqa: E402
 from basgg.synthvg.generator import generate_dataset, load_settings  # noqa: E402
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
-from basgg.training.launch import default_world_size, launch  # noqa: E402
-from basgg.training.setup import PACKAGED_CONFIGS, resolve_config_path  # noqa: E402
+from basgg.training.launch import default_world_size, launch, process_server  # noqa: E402
+from basgg.training.setup import (  # noqa: E402
+    PACKAGED_CONFIGS,
+    dataset_files,
+    resolve_config_path,
+)
 from basgg.training.side_jobs import SOURCE_FILE, OnEachBest, start_beside  # noqa: E402
 from basgg.training.stages import HEAD, STAGE_TWO_OVERRIDES  # noqa: E402
+from basgg.view.site import THUMBNAIL_FOLDER  # noqa: E402
 
 STAGE_ONE_CONFIG = PACKAGED_CONFIGS / "synthvg_predcls.yaml"
 TABLE_METRICS = ("R", "mR")
@@ -93,18 +98,18 @@ def demo_configs(config_path: Path | None, overrides: list[str]) -> tuple[Config
 def run(args: argparse.Namespace) -> int:
     if args.nproc < 0:
         raise ValueError(f"--nproc must be >= 0, got {args.nproc}")
+    # the demo starts a dozen processes (feature extraction, jobs beside the trainings):
+    # forked from a server that imports torch while SynthVG is generated, they start at once
+    with process_server([__name__]):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     progress = not args.no_progress
     config, stage_one, stage_two = demo_configs(args.config, list(args.overrides))
     output_dir = Path(config.OUTPUT_DIR)
-    datasets = config.DATASETS
-    files = VG150Files(
-        root=Path(datasets.DATA_DIR),
-        roidb_file=datasets.ROIDB_FILE,
-        dict_file=datasets.DICT_FILE,
-        image_file=datasets.IMAGE_FILE,
-        image_dir=datasets.IMAGE_DIR,
-    )
+    files = dataset_files(config)
     if files.roidb_path.exists():
         _step(1, f"using the dataset in {files.root}", start)
     else:
@@ -118,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
     save_config(config, output_dir / "config.yaml")
 
     stage_one_dir, stage_two_dir = Path(stage_one.OUTPUT_DIR), Path(stage_two.OUTPUT_DIR)
-    run_stages(stage_one, stage_two, progress, start, processes=args.nproc)
+    run_stages(
+        stage_one, stage_two, progress, start, processes=args.nproc, site=output_dir / "site"
+    )
     metrics = {"stage 1": _read_metrics(stage_one), "BA-SGG": _read_metrics(stage_two)}
     print(comparison_table(metrics))
     plot = plot_comparison(metrics, output_dir / "comparison.png")
@@ -137,7 +144,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_stages(
-    stage_one: Config, stage_two: Config, progress: bool, start: float, *, processes: int = 0
+    stage_one: Config,
+    stage_two: Config,
+    progress: bool,
+    start: float,
+    *,
+    processes: int = 0,
+    site: Path | None = None,
 ) -> None:
     """Steps 3-6, each skipped when its output exists.
 
@@ -148,7 +161,7 @@ def run_stages(
     val-feature extraction (the first validation, 250 iterations in, waits for it), the
     test-feature extraction and then the confusion matrix of each new best checkpoint
     (:class:`OnEachBest`), so step 4 usually only adopts the final best's files; the
-    stage-1 test runs beside stage 2.
+    stage-1 test runs beside stage 2, then the thumbnails of the results site (``site``).
     """
     from basgg.training.runs import compute_confusion_matrix, train
 
@@ -196,7 +209,8 @@ def run_stages(
         compute_confusion_matrix(stage_one, progress=progress)
     beside = None
     if not _metrics_path(stage_one).is_file():
-        beside = start_beside(_test_stage, (stage_one,))
+        thumbnails = site / THUMBNAIL_FOLDER if site is not None else None
+        beside = start_beside(_test_stage, (stage_one, False, thumbnails))
     if (stage_two_dir / FINAL_CHECKPOINT).is_file():
         _step(5, f"stage 2 (BA-SGG: BPL + SA): done, in {stage_two_dir}", start)
     else:
@@ -219,10 +233,23 @@ def _extract_features(config: Config, splits: tuple[str, ...], progress: bool) -
     extract_split_features(config, splits, progress=progress, context=context)
 
 
-def _test_stage(config: Config, progress: bool = False) -> None:
+def _test_stage(config: Config, progress: bool = False, thumbnails: Path | None = None) -> None:
+    """``config``'s model on the test split; then, with ``thumbnails``, the results site's
+    thumbnails of the test images made in that folder (step 7 finds them made)."""
     from basgg.training.runs import evaluate_checkpoint
 
     evaluate_checkpoint(config, split="test", progress=progress)
+    if thumbnails is not None:
+        from basgg.data.vg150 import VG150Dataset
+        from basgg.view.thumbnails import make_thumbnails
+
+        test = VG150Dataset(
+            dataset_files(config),
+            split="test",
+            val_size=config.DATASETS.VAL_SIZE,
+            load_images=False,
+        )  # the images `basgg view` shows: those of the test split
+        make_thumbnails([test.image_path(i) for i in range(len(test))], thumbnails, workers=1)
 
 
 def _confusion_matrix_job(config: Config, checkpoint: Path, folder: Path) -> None:

@@ -299,9 +299,10 @@ def sharded_feature_cache(
     """A feature cache that every process helps extract (several processes, one file).
 
     When the main process finds no readable cache at ``path``, each process extracts its
-    contiguous share of the images (:func:`shard`) into ``<path>.part<rank>of<world>``; the
-    main process joins the parts in rank order into ``path`` (the same file one process
-    would write) and removes them; then every process reads ``path``.
+    contiguous share of the images (:func:`shard`); the others write theirs into
+    ``<path>.part<rank>of<world>``, the main process joins its own (kept in memory) and
+    those parts in rank order into ``path`` (the same file one process would write) and
+    removes them; then every process reads ``path``.
 
     Raises:
         ValueError: naming ``path`` when the joined file cannot be read back.
@@ -323,21 +324,21 @@ def sharded_feature_cache(
         def part_path(rank: int) -> Path:
             return path.with_name(f"{path.name}.part{rank}of{world}")
 
-        # parts live seconds, read back by this run only: no fsync
-        save_feature_cache(
-            extract(shard(num_images, context)), part_path(context.rank), durable=False
-        )
+        share = extract(shard(num_images, context))
+        if not context.is_main:  # the main process keeps its own share in memory
+            # parts live seconds, read back by this run only: no fsync
+            save_feature_cache(share, part_path(context.rank), durable=False)
         barrier(context)
         if context.is_main:
-            parts = []
-            for rank in range(world):
-                share = len(shard(num_images, replace(context, rank=rank)))
-                part = read_feature_cache(part_path(rank), num_images=share)
+            parts = [share]
+            for rank in range(1, world):
+                count = len(shard(num_images, replace(context, rank=rank)))
+                part = read_feature_cache(part_path(rank), num_images=count)
                 if part is None:
                     raise ValueError(f"{part_path(rank)}: feature cache part is unreadable")
                 parts.append(part)
             save_feature_cache(join_feature_caches(parts), path)
-            for rank in range(world):
+            for rank in range(1, world):
                 part_path(rank).unlink(missing_ok=True)
         barrier(context)
     if cache is None:

@@ -24,17 +24,25 @@ SOURCE_FILE = "source.json"  # written by a job: the iteration of the checkpoint
 
 
 def start_beside(function: Callable[..., None], args: tuple) -> BaseProcess:
-    """``function(*args)`` in a new single-threaded process (spawned: this one runs torch)."""
+    """``function(*args)`` in a new single-threaded process (spawned, not forked: this one
+    runs torch; or forked from :func:`basgg.training.launch.process_server`'s server)."""
     import multiprocessing
 
-    process = multiprocessing.get_context("spawn").Process(
-        target=_single_threaded, args=(function, args)
+    from basgg.training.launch import parent_state, start_method
+
+    process = multiprocessing.get_context(start_method()).Process(
+        target=_single_threaded, args=(function, args, parent_state())
     )
     process.start()
     return process
 
 
-def _single_threaded(function: Callable[..., None], args: tuple) -> None:
+def _single_threaded(
+    function: Callable[..., None], args: tuple, state: tuple[str, dict[str, str]]
+) -> None:
+    from basgg.training.launch import take_parent_state
+
+    take_parent_state(state)
     os.environ[ENV_VARIABLE] = "1"  # read by basgg.threads when the run sets its threads
     function(*args)
 

@@ -56,6 +56,9 @@ class SiteReport:
     bytes: int
 
 
+THUMBNAIL_FOLDER = "thumbs"  # under the site folder; made once per image file
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to a temporary file beside ``path``, then rename it over."""
     atomic.write_text(path, text)
@@ -91,7 +94,7 @@ def write_site(
     _copy_assets(out_dir)
     count = source.num_images
     images = [source.image_path(i) for i in range(count)]
-    thumbs, written = make_thumbnails(images, out_dir / "thumbs", workers=workers)
+    thumbs, written = make_thumbnails(images, out_dir / THUMBNAIL_FOLDER, workers=workers)
     sources = [_image_source(image, out_dir, copy_images) for image in images]
 
     summary = source.summary()
@@ -111,7 +114,7 @@ def write_site(
         rows = []
         for i in range(chunk * INDEX_CHUNK, min(count, (chunk + 1) * INDEX_CHUNK)):
             row = source.index_row(i)
-            row["t"] = None if thumbs[i] is None else f"thumbs/{thumbs[i]}"
+            row["t"] = None if thumbs[i] is None else f"{THUMBNAIL_FOLDER}/{thumbs[i]}"
             rows.append(row)
         key = f"index-{chunk:04d}"
         write_text_atomic(out_dir / "data" / f"{key}.js", data_script(key, rows))
