@@ -123,3 +123,23 @@ def test_process_server_forks_processes_that_have_torch_imported(
     # preloaded by the server before the fork; single-threaded as every side process
     assert (tmp_path / "child.txt").read_text() == "True 1 seen"
     assert (tmp_path / "here.txt").is_file()
+
+
+def _burn(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_cpu_of_the_processes_the_server_forked_is_counted() -> None:
+    from basgg.training.launch import process_server, process_server_cpu_seconds
+    from basgg.training.side_jobs import start_beside
+
+    with process_server():
+        before = process_server_cpu_seconds()
+        process = start_beside(_burn, (0.5,))
+        process.join(60)
+        deadline = time.monotonic() + 10
+        while process_server_cpu_seconds() - before < 0.4:  # reaped by the server shortly
+            assert time.monotonic() < deadline, process_server_cpu_seconds() - before
+            time.sleep(0.05)

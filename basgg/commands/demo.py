@@ -36,7 +36,12 @@ from basgg.data.vg150_format import VG150Files  # noqa: E402
 from basgg.output_lock import holding_output_dir  # noqa: E402
 from basgg.synthvg.generator import generate_dataset, load_settings  # noqa: E402
 from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa: E402
-from basgg.training.launch import default_world_size, launch, process_server  # noqa: E402
+from basgg.training.launch import (  # noqa: E402
+    default_world_size,
+    launch,
+    process_server,
+    process_server_cpu_seconds,
+)
 from basgg.training.setup import (  # noqa: E402
     PACKAGED_CONFIGS,
     dataset_files,
@@ -134,6 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+    cpu += process_server_cpu_seconds()  # the processes forked by the server
     print(
         f"\nplots: {plot}\nresults site: {site} (open it in a browser)\n"
         f"resolved configs: {stage_one_dir / 'config.yaml'}, "

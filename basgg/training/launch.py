@@ -21,6 +21,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from basgg.threads import available_cpus
@@ -61,6 +62,21 @@ def process_server(modules: Sequence[str] = ()) -> Iterator[None]:
         yield
     finally:
         _START_METHOD[0] = previous
+
+
+def process_server_cpu_seconds() -> float:
+    """CPU seconds of the :func:`process_server` server and the processes it forked and
+    reaped (they are its children, not this process's: ``RUSAGE_CHILDREN`` misses them);
+    0 where that cannot be read (no server, no ``/proc``)."""
+    from multiprocessing import forkserver
+
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def parent_state() -> tuple[str, dict[str, str]]:
