@@ -113,7 +113,7 @@ class RelationHead(nn.Module):
         if shared == 0 or union.shape[0] == 0:
             return self.up_dim(union)
         low, high = torch.minimum(subjects, objects), torch.maximum(subjects, objects)
-        keys = low * (int(high.max()) + 1) + high  # (R,) one key per unordered pair
+        keys = low * 2**31 + high  # (R,) one key per unordered pair (int64, no device sync)
         unique, inverse = torch.unique(keys, return_inverse=True)  # (U,), (R,)
         rows = torch.arange(keys.shape[0], device=keys.device)
         first = torch.zeros_like(unique).scatter_reduce_(
