@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import resource
+import shutil
 import time
 from functools import partial
 from pathlib import Path
@@ -175,6 +176,8 @@ def run_stages(
     device = stage_one.MODEL.DEVICE
     if (stage_one_dir / FINAL_CHECKPOINT).is_file():
         _step(3, f"stage 1 (general model): done, in {stage_one_dir}", start)
+        # jobs of a demo killed before it adopted their files (step 4 computes them)
+        shutil.rmtree(stage_one_dir / CONFUSION_WORKSPACE, ignore_errors=True)
     else:
         head = stage_one.MODEL.ROI_RELATION_HEAD.PREDICTOR
         task = stage_one.mode.value
