@@ -1,7 +1,5 @@
 """``python -m basgg`` runs the command-line interface."""
 
-import sys
+from basgg.cli import run
 
-from basgg.cli import main
-
-sys.exit(main())
+run()

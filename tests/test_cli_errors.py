@@ -174,3 +174,34 @@ def test_output_dir_on_a_full_disk(full_folder: Path, capsys: pytest.CaptureFixt
     line = _error(main(["train", "OUTPUT_DIR", str(run)]), capsys)
     assert line.startswith(f"basgg train: error: {run}")
     assert line.endswith(": no space left on device")
+
+
+def _console(*words: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m basgg WORDS``: the console script's way out (:func:`basgg.cli.run`)."""
+    import os
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(
+        [sys.executable, "-m", "basgg", *words],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_console_script_keeps_exit_codes_and_flushes_its_output(tmp_path: Path) -> None:
+    """The quick exit (no interpreter teardown) still returns main's status and prints
+    everything: argparse's own exits, a bad input (2), a full report on stdout."""
+    version = _console("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("basgg ")
+    assert _console("no-such-command", cwd=tmp_path).returncode == 2
+    missing = _console("eval", "missing.h5", "--data", str(tmp_path), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        "basgg eval: error: missing.h5: predictions file not found"
+    ]
+    files = VG150Files(root=tmp_path / "data")
+    write_vg150(files, TRAIN + TEST, [0, 0, 2, 2], VOCABULARY)
+    stats = _console("data", "stats", str(files.root), cwd=tmp_path)
+    assert stats.returncode == 0, stats.stderr
+    assert stats.stdout.rstrip().endswith("object_histogram.png")  # the last line made it out
