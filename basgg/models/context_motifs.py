@@ -11,11 +11,14 @@ The helpers shared by the three context encoders live in :mod:`basgg.models.cont
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils import rnn as rnn_utils
 
+from basgg.models.concurrent_branches import run_concurrently
 from basgg.models.context_common import (
     batch_box_geometry,
     batch_nms_labels,
@@ -71,17 +74,19 @@ def unpad_to_original(padded: Tensor, orders: list[Tensor]) -> Tensor:
 FUSED_LSTM_MAX_HIDDEN = 128  # CPU: measured to pay up to here (bench/lstm_speed.py)
 
 
-def run_bidirectional_lstm(lstm: nn.LSTM, features: Tensor, orders: list[Tensor]) -> Tensor:
+def run_bidirectional_lstm(
+    lstm: nn.LSTM, features: Tensor, orders: list[Tensor], *, concurrent: bool = False
+) -> Tensor:
     """Run ``lstm`` over each image's sequence; (N, D) -> (N, 2 * hidden) in original order.
 
     On a CPU with at most :data:`FUSED_LSTM_MAX_HIDDEN` hidden units this is
     :func:`fused_bidirectional_lstm` (a packed LSTM runs there step by step, which costs more
-    than the padding); otherwise, as in Scene-Graph-Benchmark, ``lstm`` over the packed
-    sequences (:func:`packed_bidirectional_lstm`). Both give the same values up to float
-    rounding.
+    than the padding), its two directions on two threads with ``concurrent``; otherwise, as
+    in Scene-Graph-Benchmark, ``lstm`` over the packed sequences
+    (:func:`packed_bidirectional_lstm`). Both give the same values up to float rounding.
     """
     if features.device.type == "cpu" and lstm.hidden_size <= FUSED_LSTM_MAX_HIDDEN:
-        return fused_bidirectional_lstm(lstm, features, orders)
+        return fused_bidirectional_lstm(lstm, features, orders, concurrent=concurrent)
     return packed_bidirectional_lstm(lstm, features, orders)
 
 
@@ -96,7 +101,9 @@ def packed_bidirectional_lstm(lstm: nn.LSTM, features: Tensor, orders: list[Tens
     return unpad_to_original(padded, kept)
 
 
-def fused_bidirectional_lstm(lstm: nn.LSTM, features: Tensor, orders: list[Tensor]) -> Tensor:
+def fused_bidirectional_lstm(
+    lstm: nn.LSTM, features: Tensor, orders: list[Tensor], *, concurrent: bool = False
+) -> Tensor:
     """The function of :func:`packed_bidirectional_lstm`, one fused call per layer and direction.
 
     Each call runs over zero-padded sequences that all start at step 0: the forward direction
@@ -105,6 +112,10 @@ def fused_bidirectional_lstm(lstm: nn.LSTM, features: Tensor, orders: list[Tenso
     takes the fused LSTM kernel (oneDNN on a CPU), which packed input does not get there. The
     demo's Motifs step (hidden 128) is ~20% faster; with 256 or 512 hidden units (SGB's size)
     the padded rows cost more than the fused kernel saves (docs/speed.md).
+
+    The two directions of a layer are independent: with ``concurrent`` they run on two
+    threads, forward and backward (:func:`basgg.models.concurrent_branches.run_concurrently`),
+    with identical results.
     """
     if not lstm.bidirectional or lstm.proj_size or lstm.batch_first:
         raise ValueError("fused_bidirectional_lstm: expects a bidirectional, sequence-first LSTM")
@@ -120,31 +131,63 @@ def fused_bidirectional_lstm(lstm: nn.LSTM, features: Tensor, orders: list[Tenso
     forward_slot = image * steps + step  # (M,) row of each object in the (B * T) grid
     backward_slot = image * steps + lengths[image] - 1 - step  # same, sequences reversed
     sequence = features[in_order]  # (M, D)
-    zeros = features.new_zeros(1, images, lstm.hidden_size)  # (1, B, h) initial state
     for layer in range(lstm.num_layers):
         if layer > 0 and lstm.dropout > 0:
             sequence = F.dropout(sequence, lstm.dropout, training=lstm.training)
-        halves = []
-        for suffix, slot in (("", forward_slot), ("_reverse", backward_slot)):
-            grid = sequence.new_zeros(images * steps, sequence.shape[1]).index_copy(
-                0, slot, sequence
-            )  # (B * T, D)
-            output, _, _ = torch.lstm(
-                grid.view(images, steps, -1),
-                (zeros, zeros),
-                _layer_weights(lstm, layer, suffix),
-                lstm.bias,
-                1,
-                0.0,
-                lstm.training,
-                False,
-                True,
-            )  # (B, T, h)
-            halves.append(output.reshape(images * steps, -1)[slot])  # (M, h)
+        directions = [
+            partial(
+                _one_direction,
+                slot=slot,
+                images=images,
+                steps=steps,
+                bias=lstm.bias,
+                training=lstm.training,
+            )
+            for slot in (forward_slot, backward_slot)
+        ]
+        weights = [_layer_weights(lstm, layer, suffix) for suffix in ("", "_reverse")]
+        if concurrent:
+            halves = run_concurrently(
+                directions[0], [sequence, *weights[0]], directions[1], [sequence, *weights[1]]
+            )
+        else:
+            halves = tuple(run(sequence, *w) for run, w in zip(directions, weights, strict=True))
         sequence = torch.cat(halves, dim=1)  # (M, 2h)
     return sequence.new_zeros(features.shape[0], sequence.shape[1]).index_copy(
         0, in_order, sequence
     )
+
+
+def _one_direction(
+    sequence: Tensor,
+    *weights: Tensor,
+    slot: Tensor,
+    images: int,
+    steps: int,
+    bias: bool,
+    training: bool,
+) -> Tensor:
+    """One direction of one layer: (M, D) rows -> (M, h), each row placed at ``slot`` of the
+    zero-padded (B * T) grid the fused call runs over."""
+    grid = sequence.new_zeros(images * steps, sequence.shape[1]).index_copy(
+        0, slot, sequence
+    )  # (B * T, D)
+    hidden = weights[1].shape[1]
+    zeros = sequence.new_zeros(1, images, hidden)  # (1, B, h) initial state
+    # input, initial state, weights, bias, 1 layer, no dropout, train, not bidirectional,
+    # batch first
+    output, _, _ = torch.lstm(
+        grid.view(images, steps, -1),
+        (zeros, zeros),
+        list(weights),
+        bias,
+        1,
+        0.0,
+        training,
+        False,
+        True,
+    )  # (B, T, h)
+    return output.reshape(images * steps, -1)[slot]  # (M, h)
 
 
 def _layer_weights(lstm: nn.LSTM, layer: int, suffix: str) -> list[Tensor]:
@@ -246,6 +289,11 @@ class MotifsContext(nn.Module):
         dropout: LSTM dropout (between layers, and in the decoder).
         ordering: object sequence order, one of :data:`ORDERINGS`.
         later_nms_threshold: SGDet test-time label NMS IoU threshold.
+
+    Attributes:
+        concurrent_branches: run each LSTM layer's two directions on two threads (CPU,
+            fused path; identical results). Off by default; the training and prediction
+            runs turn it on where a core would otherwise be idle.
     """
 
     def __init__(
@@ -269,6 +317,7 @@ class MotifsContext(nn.Module):
         self.num_objects = num_objects
         self.ordering = ordering
         self.later_nms_threshold = later_nms_threshold
+        self.concurrent_branches = False
         embed_dim = object_word_vectors.shape[1]
         self.object_embedding = nn.Embedding.from_pretrained(
             object_word_vectors.float(), freeze=False
@@ -327,7 +376,9 @@ class MotifsContext(nn.Module):
         confidence = F.softmax(prior, dim=1)[:, 1:].max(dim=1)[0]
         orders = object_orders(boxes, object_counts, self.ordering, confidence)
         object_context = self.object_projection(
-            run_bidirectional_lstm(self.object_rnn, object_input, orders)
+            run_bidirectional_lstm(
+                self.object_rnn, object_input, orders, concurrent=self.concurrent_branches
+            )
         )  # (N, h)
         if self.mode is Mode.PREDCLS:
             labels = object_labels
@@ -340,7 +391,9 @@ class MotifsContext(nn.Module):
                 labels = batch_nms_labels(logits, boxes, object_counts, self.later_nms_threshold)
         edge_input = torch.cat([self.edge_embedding(labels), object_features, object_context], 1)
         edge_context = self.edge_projection(
-            run_bidirectional_lstm(self.edge_rnn, edge_input, orders)
+            run_bidirectional_lstm(
+                self.edge_rnn, edge_input, orders, concurrent=self.concurrent_branches
+            )
         )
         return ObjectContext(logits, labels, edge_context, {})
 

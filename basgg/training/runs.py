@@ -14,6 +14,7 @@ and predicate hierarchy).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from basgg.atomic import atomic_output
 from basgg.config import Config, save_config
@@ -30,9 +32,10 @@ from basgg.evaluation.confusion import PredicateConfusion
 from basgg.evaluation.hierarchy import predicate_hierarchy, write_hierarchy
 from basgg.evaluation.report import plot_confusion
 from basgg.models import SceneGraphModel, build_model, uses_detector
+from basgg.models.concurrent_branches import enable_concurrent_branches
 from basgg.output_lock import holding_output_dir, output_lock
 from basgg.structures import Mode
-from basgg.threads import apply_threads, is_automatic
+from basgg.threads import apply_threads, available_cpus, is_automatic
 from basgg.training.caches import SplitData, prepare_split
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
@@ -137,27 +140,41 @@ def train(
 
 
 def single_thread_over_cache(
-    split: SplitData, context: DistributedContext, threads_source: str, *, announce: bool = False
+    split: SplitData,
+    context: DistributedContext,
+    threads_source: str,
+    *,
+    model: nn.Module | None = None,
+    announce: bool = False,
 ) -> None:
     """On a CPU, run the training iterations (or predictions) over a split's cached features
-    with one thread, when the thread count is automatic.
+    with one thread, when the thread count is automatic; where a core is then left idle,
+    the ``model``'s independent branches (the LSTM directions) take it.
 
     They are hundreds of small operations, where a second thread costs more in
-    synchronisation than it saves: the demo's Motifs step took 177 ms with 2 threads and
-    68 ms with one (docs/speed.md). Feature extraction, before, keeps every thread; more
-    cores pay through more processes (``basgg train --nproc``). A count set by
-    ``NUM_THREADS``, ``BASGG_NUM_THREADS`` or ``OMP_NUM_THREADS`` is kept, and so are the
-    threads of online features or detector caches (convolutions in every step).
+    synchronisation than it saves: the demo's Motifs step took 107 ms with 2 threads and
+    55 ms with one (docs/speed.md). Two independent parts of the step, each on a thread of
+    its own, do pay (:mod:`basgg.models.concurrent_branches`): with at least two usable
+    cores per process of this run, they are turned on. Feature extraction, before, keeps
+    every thread; more cores pay through more processes (``basgg train --nproc``). A count
+    set by ``NUM_THREADS``, ``BASGG_NUM_THREADS`` or ``OMP_NUM_THREADS`` is kept (and no
+    branch runs concurrently), and so are the threads of online features or detector caches
+    (convolutions in every step).
     """
     if not is_automatic(threads_source) or not isinstance(split.features, FeatureCache):
         return
     if context.device.type != "cpu" or torch.get_num_threads() == 1:
         return
     torch.set_num_threads(1)
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", context.world_size))
+    concurrent = model is not None and available_cpus() >= 2 * max(1, local_processes)
+    if concurrent:
+        concurrent = enable_concurrent_branches(model) > 0
     if context.is_main and announce:
+        branches = ", LSTM directions on 2 threads" if concurrent else ""
         print(
-            "training iterations: 1 CPU thread per process (automatic: faster for this step "
-            "than several; --nproc N trains in N processes)",
+            f"training iterations: 1 CPU thread per process{branches} (automatic: faster "
+            "for this step than several; --nproc N trains in N processes)",
             flush=True,
         )
 
@@ -241,7 +258,7 @@ def _train(
         if not val_at_first_validation:
             val_split = val_split()
 
-    single_thread_over_cache(train_split, context, threads_source, announce=True)
+    single_thread_over_cache(train_split, context, threads_source, model=model, announce=True)
     parameters = [p for p in parameters if p.requires_grad]
     optimizer, schedule, scaler = build_optimization(config, model, context.device)
     use_amp = scaler.is_enabled()
@@ -410,7 +427,7 @@ def evaluate_checkpoint(
     vocabulary = dataset.vocabulary
     model = load_trained_model(config, path, vocabulary=vocabulary, device=context.device)
     data = prepare_split(config, model, dataset, context=context, progress=progress)
-    single_thread_over_cache(data, context, threads_source)
+    single_thread_over_cache(data, context, threads_source, model=model)
     use_amp = config.SOLVER.AMP and context.device.type == "cuda"
     predictions = predict_shared(
         model,
@@ -494,7 +511,7 @@ def compute_confusion_matrix(
     data = prepare_split(
         config, model, dataset, context=context, progress=progress, ground_truth_inputs=True
     )
-    single_thread_over_cache(data, context, threads_source)
+    single_thread_over_cache(data, context, threads_source, model=model)
     share = list(shard(len(data.inputs), context))
     predictions = predict_split(
         model,
