@@ -41,13 +41,16 @@ NUM_IMAGES = 64
 
 
 class RandomTargets:
-    """A stand-in dataset: ``targets[i]`` is returned as ``(None, graph)``."""
+    """A stand-in dataset: ``targets[i]`` is ``(None, graph)``, ``target(i)`` the graph."""
 
     def __init__(self, graphs: list[SceneGraph]) -> None:
         self.graphs = graphs
 
     def __getitem__(self, index: int) -> tuple[None, SceneGraph]:
         return None, self.graphs[index]
+
+    def target(self, index: int, *, generator: torch.Generator | None = None) -> SceneGraph:
+        return self.graphs[index]
 
 
 def random_split(object_dim: int, union_dim: int, seed: int = 0) -> SplitData:

@@ -143,3 +143,33 @@ def test_cpu_of_the_processes_the_server_forked_is_counted() -> None:
         while process_server_cpu_seconds() - before < 0.4:  # reaped by the server shortly
             assert time.monotonic() < deadline, process_server_cpu_seconds() - before
             time.sleep(0.05)
+
+
+def test_no_job_for_a_best_before_from_iteration(tmp_path: Path) -> None:
+    best = tmp_path / "model_best.pth"
+    _write_best(best, 250)  # early: no job
+    watcher = OnEachBest(
+        best, _record_iteration, tmp_path / "work", from_iteration=500, poll_seconds=0.05
+    )
+    try:
+        time.sleep(0.5)
+        assert watcher.jobs_started == 0
+        _write_best(best, 500)
+        assert _started(watcher)
+        folder = watcher.result()
+        assert folder is not None and (folder / "result.txt").read_text() == "500"
+        assert watcher.jobs_started == 1
+    finally:
+        watcher.close()
+
+
+def test_an_early_final_best_leaves_no_result(tmp_path: Path) -> None:
+    best = tmp_path / "model_best.pth"
+    _write_best(best, 250)
+    watcher = OnEachBest(
+        best, _record_iteration, tmp_path / "work", from_iteration=500, poll_seconds=0.05
+    )
+    try:
+        assert watcher.result() is None and watcher.jobs_started == 0  # step 4 computes it
+    finally:
+        watcher.close()

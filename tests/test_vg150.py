@@ -86,6 +86,21 @@ def test_duplicate_filter_keeps_one_random_predicate_per_pair(tiny_vg150):
     assert chosen == {2, 3}
 
 
+def test_target_draws_with_its_generator_as_the_global_rng_would(tiny_vg150):
+    """``target(i, generator=g)`` is ``dataset[i]``'s graph under the same seed, and leaves
+    torch's global RNG alone (a batch can load on another thread)."""
+    train = dataset(tiny_vg150, "train")
+    for seed in range(10):
+        torch.manual_seed(seed)
+        _, expected = train[0]
+        torch.manual_seed(1000)
+        state = torch.get_rng_state()
+        found = train.target(0, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(torch.get_rng_state(), state)
+        assert triplets(found) == triplets(expected)
+        assert torch.equal(found.boxes, expected.boxes)
+
+
 def test_duplicates_are_kept_without_the_filter_and_in_evaluation_targets(tiny_vg150):
     raw = [[0, 1, 2], [0, 1, 3], [0, 2, 1]]
     kept = dataset(tiny_vg150, "train", filter_duplicate_rels=False)[0][1]

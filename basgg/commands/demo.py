@@ -175,12 +175,14 @@ def run_stages(
 
     Where the cores go (docs/speed.md): the train features are extracted first by
     ``processes`` processes together (0: one per usable core); each training then runs in
-    this process (on a CPU, one thread: a Motifs step gains nothing from a second thread or
-    a second process). Beside stage 1, in single-threaded processes of their own, run the
-    val-feature extraction (the first validation, 250 iterations in, waits for it), the
-    test-feature extraction and then the confusion matrix of each new best checkpoint
+    this process (on a CPU, one intra-op thread: a Motifs step gains nothing from a second
+    one or a second process, only from its LSTM directions on two threads). Beside stage 1,
+    in single-threaded processes of their own, run the val-feature extraction (the first
+    validation, 250 iterations in, waits for it), the test-feature extraction and then the
+    confusion matrix of each new best checkpoint of the last validations
     (:class:`OnEachBest`), so step 4 usually only adopts the final best's files; the
     stage-1 test runs beside stage 2, then the thumbnails of the results site (``site``).
+    Where that core is free, the training's LSTM directions use it.
     """
     from basgg.training.runs import compute_confusion_matrix, train
 
@@ -205,11 +207,13 @@ def run_stages(
         # test features (step 5 on), then the confusion matrix of each new best checkpoint
         # (step 4 needs the final best's)
         side_features = start_beside(_extract_features, (stage_one, ("val", "test"), False))
+        solver = stage_one.SOLVER  # bests of the last two validations before the final one
         confusions = OnEachBest(
             stage_one_dir / BEST_CHECKPOINT,
             partial(_confusion_matrix_job, stage_one),
             stage_one_dir / CONFUSION_WORKSPACE,
             wait_for=side_features,
+            from_iteration=max(0, solver.MAX_ITER - 2 * solver.VAL_PERIOD),
         )
         _step(3, f"stage 1 (general model): training {head} {task} in {stage_one_dir} "
               "(val and test features, confusion matrices computed beside it)",

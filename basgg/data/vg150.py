@@ -173,9 +173,18 @@ class VG150Dataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor | None, SceneGraph]:
         """The image (uint8 (3, H, W), or ``None``) and the training target."""
         image = self._load_image(index) if self.load_images else None
+        graph = self.target(index)
+        if image is not None and self.image_transform is not None:
+            image, graph = self.image_transform(image, graph)
+        return image, graph
+
+    def target(self, index: int, *, generator: torch.Generator | None = None) -> SceneGraph:
+        """The training target of item ``index`` (no image, no image transform): with
+        ``filter_duplicate_rels``, one relation per (subject, object) pair drawn with
+        ``generator`` (default: torch's global RNG)."""
         annotation = self.annotation(index)
         if self.filter_duplicate_rels:
-            chosen = one_row_per_pair(annotation.relations[:, :2])
+            chosen = one_row_per_pair(annotation.relations[:, :2], generator=generator)
             annotation = _take_relations(annotation, chosen)
         height, width = self.image_size(index)
         boxes = decode_vg_boxes(annotation.stored_boxes, width, height)  # (N, 4)
@@ -193,10 +202,7 @@ class VG150Dataset(Dataset):
                 relations=relations,
             )
             boxes = boxes[kept]
-        graph = _scene_graph(annotation, boxes, (height, width), self.image_ids[index])
-        if image is not None and self.image_transform is not None:
-            image, graph = self.image_transform(image, graph)
-        return image, graph
+        return _scene_graph(annotation, boxes, (height, width), self.image_ids[index])
 
     def relation_counts(self) -> np.ndarray:
         """(P + 1,) int64 predicate counts over this split's evaluation targets."""
@@ -289,16 +295,17 @@ def overlaps_plus_one(subject: np.ndarray, object_: np.ndarray) -> np.ndarray:
     return (width + 1 > 0) & (height + 1 > 0)  # (R,)
 
 
-def one_row_per_pair(pairs: np.ndarray) -> np.ndarray:
+def one_row_per_pair(pairs: np.ndarray, *, generator: torch.Generator | None = None) -> np.ndarray:
     """Indices of rows keeping one random row per (subject, object) pair, in first-seen order.
 
-    The choice is uniform among a pair's rows, drawn with torch's global RNG.
+    The choice is uniform among a pair's rows, drawn with ``generator`` (default: torch's
+    global RNG).
     """
     if len(pairs) == 0:
         return np.zeros(0, dtype=np.int64)
     _, first_seen, group = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
     group = group.reshape(-1)  # (R,)
-    keys = torch.rand(len(pairs), dtype=torch.float64).numpy()  # (R,)
+    keys = torch.rand(len(pairs), dtype=torch.float64, generator=generator).numpy()  # (R,)
     order = np.lexsort((keys, group))  # by group, then key: the last of each group wins
     last_of_group = np.flatnonzero(np.r_[group[order][1:] != group[order][:-1], True])
     chosen = order[last_of_group]  # (G,) one row per group, groups in sorted-pair order

@@ -130,8 +130,9 @@ class TrainingBatch:
 def load_batch(split: SplitData, items: Sequence[tuple[int, int]], *, seed: int) -> TrainingBatch:
     """Training targets, cached features and pair-sampling generators of ``items``.
 
-    Each ``(position, index)`` loads its target under a torch seed of (seed, position), so the
-    duplicate-relation choice is reproducible, and gets a generator seeded likewise.
+    Each ``(position, index)`` loads its target with a generator seeded by (seed, position),
+    so the duplicate-relation choice is reproducible, and gets a pair-sampling generator
+    seeded likewise.
     """
     sgdet = split.detector_logits is not None
     batch = TrainingBatch(
@@ -143,9 +144,8 @@ def load_batch(split: SplitData, items: Sequence[tuple[int, int]], *, seed: int)
         detector_logits=[] if sgdet else None,
     )
     for position, index in items:
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(mix_seed(seed, position, 0))  # CPU only: fast
-            _, target = split.dataset[index]
+        choice = torch.Generator().manual_seed(mix_seed(seed, position, 0))
+        target = split.dataset.target(index, generator=choice)  # torch's global RNG untouched
         boxes = split.inputs[index] if sgdet else target
         if boxes.num_objects != int(split.features.num_objects[index]):
             raise ValueError(

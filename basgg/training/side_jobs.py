@@ -62,13 +62,16 @@ class OnEachBest:
     still running on an older one and starts ``job`` in a single-threaded process on a
     private copy, writing into a fresh folder under ``workspace``. Nothing starts while
     ``wait_for`` (another side process) is alive, so at most one side process runs at a
-    time.
+    time, and nothing for a best written before iteration ``from_iteration``: an early best
+    is rarely the final one, and its job would only take the core the training's own
+    second thread uses (:mod:`basgg.models.concurrent_branches`).
 
     Args:
         checkpoint: the best checkpoint to watch.
         job: picklable ``(checkpoint_copy, folder) -> None``; writes its outputs in folder.
         workspace: parent of the jobs' folders (emptied first, removed by :meth:`close`).
         wait_for: a side process that must end before the first job starts.
+        from_iteration: the first training iteration whose best gets a job.
         poll_seconds: how often the checkpoint is looked at.
     """
 
@@ -79,12 +82,14 @@ class OnEachBest:
         workspace: Path,
         *,
         wait_for: BaseProcess | None = None,
+        from_iteration: int = 0,
         poll_seconds: float = 0.5,
     ) -> None:
         self.checkpoint = checkpoint
         self.job = job
         self.workspace = workspace
         self.wait_for = wait_for
+        self.from_iteration = from_iteration
         self.poll_seconds = poll_seconds
         self.jobs_started = 0
         self._process: BaseProcess | None = None
@@ -107,9 +112,17 @@ class OnEachBest:
         with self._lock:
             if version is None or version == self._version:
                 return
+            self._version = version
+            if self.from_iteration > 0:
+                try:
+                    iteration = checkpoint_iteration(self.checkpoint)
+                except Exception:  # noqa: BLE001 - unreadable now: look again at the next poll
+                    self._version = None
+                    return
+                if iteration < self.from_iteration:
+                    return
             self._stop_job()
             self.jobs_started += 1
-            self._version = version
             self._folder = self.workspace / f"best-{self.jobs_started}"
             self._process = start_beside(_job_entry, (self.job, self.checkpoint, self._folder))
 
