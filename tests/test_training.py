@@ -17,7 +17,12 @@ from basgg.models.heads import HEADS
 from basgg.structures import SceneGraph
 from basgg.training import loop
 from basgg.training.checkpoint import read_checkpoint
-from basgg.training.feature_cache import FeatureCache
+from basgg.training.feature_cache import (
+    FeatureCache,
+    join_feature_caches,
+    read_feature_cache,
+    save_feature_cache,
+)
 from basgg.training.runs import train
 from basgg.training.schedule import LearningRateSchedule, multistep_factor, warmup_factor
 from basgg.training.setup import build_optimization
@@ -296,7 +301,9 @@ def test_resume_refuses_an_optimizer_state_of_other_groups() -> None:
         )
 
 
-def test_feature_cache_subset_copies_the_rows_of_the_chosen_images_as_stored() -> None:
+def test_feature_cache_subset_views_the_rows_of_the_chosen_images_as_stored(
+    tmp_path: Path,
+) -> None:
     """Image i has N_i objects and N_i (N_i - 1) pairs; row values encode (image, row)."""
     counts = [2, 3, 0, 2]
     objects = torch.cat([torch.full((n, 2), 10.0 * i) + torch.arange(n)[:, None] for i, n in
@@ -308,13 +315,28 @@ def test_feature_cache_subset_copies_the_rows_of_the_chosen_images_as_stored() -
     )
     subset = cache.subset([3, 0, 2])
     assert subset.num_objects.tolist() == [2, 2, 0]
-    assert subset.object_features.dtype == torch.float16
-    assert subset.object_features[:, 0].tolist() == [30.0, 31.0, 0.0, 1.0]
-    assert subset.union_features[:, 0].tolist() == [30.0, 31.0, 0.0, 1.0]
+    assert subset.object_features.data_ptr() == objects.data_ptr()  # a view: nothing copied
     for position, index in enumerate([3, 0, 2]):
         assert torch.equal(subset.objects(position), cache.objects(index))
         assert torch.equal(subset.unions(position), cache.unions(index))
-    assert len(cache.subset([])) == 0
+    again = subset.subset([1, 0])  # a view of a view: images 0 and 3
+    assert torch.equal(again.unions(0), cache.unions(0))
+    assert torch.equal(again.unions(1), cache.unions(3))
+    packed = subset.packed()  # rows in order, as a file stores them
+    assert packed.object_features.dtype == torch.float16
+    assert packed.object_features[:, 0].tolist() == [30.0, 31.0, 0.0, 1.0]
+    assert packed.union_features[:, 0].tolist() == [30.0, 31.0, 0.0, 1.0]
+    path = save_feature_cache(subset, tmp_path / "subset.pt")
+    read = read_feature_cache(path, num_images=3)
+    assert torch.equal(read.union_features, packed.union_features)
+    joined = join_feature_caches([subset, cache.subset([1])])
+    assert joined.num_objects.tolist() == [2, 2, 0, 3]
+    assert torch.equal(joined.unions(3), cache.unions(1))
+    assert len(cache.subset([])) == 0 and len(cache.subset([]).packed()) == 0
+    with pytest.raises(ValueError, match="run past"):
+        FeatureCache(object_features=objects, union_features=unions,
+                      num_objects=torch.tensor([3]), object_start=torch.tensor([6]),
+                      pair_start=torch.tensor([0]))  # fmt: skip
 
 
 def test_val_prepared_at_the_first_validation_trains_the_same(

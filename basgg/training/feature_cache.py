@@ -44,21 +44,34 @@ class FeatureCache:
         union_features: (sum N_i (N_i - 1), union_dim) float16, image i's ordered pairs
             in :func:`all_ordered_pairs` order.
         num_objects: (n,) int64 N_i.
+        object_start: (n,) first object row of each image, for a cache that views another
+            one's rows (:meth:`subset`); ``None``: images packed in order, as stored.
+        pair_start: (n,) first union row of each image, likewise.
     """
 
     object_features: Tensor
     union_features: Tensor
     num_objects: Tensor
+    object_start: Tensor | None = None
+    pair_start: Tensor | None = None
 
     def __post_init__(self) -> None:
         counts = self.num_objects.long()
-        self._object_start = torch.cumsum(counts, 0) - counts  # (n,)
         pair_counts = counts * (counts - 1)
-        self._pair_start = torch.cumsum(pair_counts, 0) - pair_counts  # (n,)
-        if int(counts.sum()) != self.object_features.shape[0]:
-            raise ValueError("feature cache: object rows do not match num_objects")
-        if int(pair_counts.sum()) != self.union_features.shape[0]:
-            raise ValueError("feature cache: union rows do not match num_objects")
+        if self.object_start is None or self.pair_start is None:
+            self._object_start = torch.cumsum(counts, 0) - counts  # (n,)
+            self._pair_start = torch.cumsum(pair_counts, 0) - pair_counts  # (n,)
+            if int(counts.sum()) != self.object_features.shape[0]:
+                raise ValueError("feature cache: object rows do not match num_objects")
+            if int(pair_counts.sum()) != self.union_features.shape[0]:
+                raise ValueError("feature cache: union rows do not match num_objects")
+            return
+        self._object_start, self._pair_start = self.object_start.long(), self.pair_start.long()
+        if len(counts) and (
+            int((self._object_start + counts).max()) > self.object_features.shape[0]
+            or int((self._pair_start + pair_counts).max()) > self.union_features.shape[0]
+        ):
+            raise ValueError("feature cache: an image's rows run past the stored rows")
 
     def __len__(self) -> int:
         return int(self.num_objects.shape[0])
@@ -72,14 +85,28 @@ class FeatureCache:
         return self._union_rows(index).float()
 
     def subset(self, indices: Sequence[int]) -> FeatureCache:
-        """A copy holding the images ``indices`` in that order, rows as stored (no dtype
-        round trip)."""
-        objects = [self._object_rows(index) for index in indices]
-        unions = [self._union_rows(index) for index in indices]
+        """The images ``indices`` in that order, a view of this cache's rows (nothing is
+        copied: BA-SGG's balanced stage-2 split over a VG150-sized cache is instant)."""
+        index = torch.as_tensor(list(indices), dtype=torch.long)
+        return FeatureCache(
+            object_features=self.object_features,
+            union_features=self.union_features,
+            num_objects=self.num_objects[index].clone(),
+            object_start=self._object_start[index],
+            pair_start=self._pair_start[index],
+        )
+
+    def packed(self) -> FeatureCache:
+        """This cache with its images' rows packed in order (a copy when it is a view)."""
+        if self.object_start is None or self.pair_start is None:
+            return self
+        images = range(len(self))
+        objects = [self._object_rows(i) for i in images]
+        unions = [self._union_rows(i) for i in images]
         return FeatureCache(
             object_features=torch.cat(objects) if objects else self.object_features[:0].clone(),
             union_features=torch.cat(unions) if unions else self.union_features[:0].clone(),
-            num_objects=self.num_objects[torch.as_tensor(list(indices), dtype=torch.long)].clone(),
+            num_objects=self.num_objects.clone(),
         )
 
     def _object_rows(self, index: int) -> Tensor:
@@ -98,11 +125,13 @@ class FeatureCache:
         return [self.objects(i) for i in indices], [self.unions(i) for i in indices]
 
     def state(self) -> dict:
+        """What :func:`save_feature_cache` writes (the rows packed in order)."""
+        cache = self.packed()
         return {
             "format": CACHE_FORMAT,
-            "object_features": self.object_features,
-            "union_features": self.union_features,
-            "num_objects": self.num_objects,
+            "object_features": cache.object_features,
+            "union_features": cache.union_features,
+            "num_objects": cache.num_objects,
         }
 
 
@@ -204,6 +233,7 @@ def _concatenate(parts: list[Tensor], width: int) -> Tensor:
 
 def join_feature_caches(parts: Sequence[FeatureCache]) -> FeatureCache:
     """The caches of consecutive image ranges as one cache, images in order."""
+    parts = [part.packed() for part in parts]
     return FeatureCache(
         object_features=torch.cat([part.object_features for part in parts]),
         union_features=torch.cat([part.union_features for part in parts]),
