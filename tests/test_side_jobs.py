@@ -173,3 +173,24 @@ def test_an_early_final_best_leaves_no_result(tmp_path: Path) -> None:
         assert watcher.result() is None and watcher.jobs_started == 0  # step 4 computes it
     finally:
         watcher.close()
+
+
+def _hold_until_stopped(ready: Path, cleaned: Path) -> None:
+    try:
+        ready.write_text("")
+        time.sleep(60)
+    finally:
+        cleaned.write_text("")  # what an interrupted atomic write or lock release does
+
+
+def test_a_stopped_side_job_runs_its_cleanup(tmp_path: Path) -> None:
+    """OnEachBest stops an outdated job with SIGTERM: the job unwinds like an error."""
+    from basgg.training.side_jobs import start_beside
+
+    ready, cleaned = tmp_path / "ready", tmp_path / "cleaned"
+    process = start_beside(_hold_until_stopped, (ready, cleaned))
+    _wait_for(ready)
+    process.terminate()
+    process.join(30)
+    assert process.exitcode == 143  # 128 + SIGTERM, raised as SystemExit
+    assert cleaned.is_file()

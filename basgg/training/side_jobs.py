@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import threading
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -44,7 +45,14 @@ def _single_threaded(
 
     take_parent_state(state)
     os.environ[ENV_VARIABLE] = "1"  # read by basgg.threads when the run sets its threads
+    # stopped (OnEachBest's terminate) like an error: ``finally`` blocks and the exit
+    # handlers run, so no temporary file or named semaphore is left behind
+    signal.signal(signal.SIGTERM, _exit_on_terminate)
     function(*args)
+
+
+def _exit_on_terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def checkpoint_iteration(path: Path) -> int:
