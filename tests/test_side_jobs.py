@@ -194,3 +194,14 @@ def test_a_stopped_side_job_runs_its_cleanup(tmp_path: Path) -> None:
     process.join(30)
     assert process.exitcode == 143  # 128 + SIGTERM, raised as SystemExit
     assert cleaned.is_file()
+
+
+def test_only_the_fork_server_skips_its_teardown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``server_exit`` registers its quick exit in multiprocessing's fork server alone."""
+    import multiprocessing.forkserver  # noqa: F401 - present in the server, as here
+
+    from basgg.training.server_exit import in_fork_server
+
+    assert not in_fork_server()  # pytest, or a basgg command
+    monkeypatch.setattr("sys.argv", ["-c"])  # how the server runs: python -c "...main(...)"
+    assert in_fork_server()

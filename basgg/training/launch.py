@@ -54,7 +54,8 @@ def process_server(modules: Sequence[str] = ()) -> Iterator[None]:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         yield
         return
-    multiprocessing.get_context("forkserver").set_forkserver_preload([*PRELOADED, *modules])
+    preload = [*PRELOADED, *modules, "basgg.training.server_exit"]  # the last: a quick exit
+    multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
     forkserver.ensure_running()
     previous = _START_METHOD[0]
     _START_METHOD[0] = "forkserver"
