@@ -205,3 +205,15 @@ def test_only_the_fork_server_skips_its_teardown(monkeypatch: pytest.MonkeyPatch
     assert not in_fork_server()  # pytest, or a basgg command
     monkeypatch.setattr("sys.argv", ["-c"])  # how the server runs: python -c "...main(...)"
     assert in_fork_server()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="no /proc")
+def test_process_age_counts_from_the_process_start() -> None:
+    from basgg.commands.demo import process_age
+    from basgg.training.launch import proc_stat_fields
+
+    assert proc_stat_fields()[0] in {"R", "S", "D"}  # field 3, the state: the name is skipped
+    first = process_age()
+    assert 0.0 < first < 24 * 3600  # this pytest process started before the test
+    time.sleep(0.05)
+    assert process_age() >= first

@@ -40,6 +40,7 @@ from basgg.training.checkpoint import BEST_CHECKPOINT, FINAL_CHECKPOINT  # noqa:
 from basgg.training.launch import (  # noqa: E402
     default_world_size,
     launch,
+    proc_stat_fields,
     process_server,
     process_server_cpu_seconds,
 )
@@ -114,8 +115,7 @@ def process_age() -> float:
     """Seconds since this process started (its imports included), from ``/proc``; 0 where
     that cannot be read."""
     try:
-        fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
-        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # starttime: seconds after boot
+        started = int(proc_stat_fields()[19]) / os.sysconf("SC_CLK_TCK")  # seconds after boot
         uptime = float(Path("/proc/uptime").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 0.0

@@ -73,11 +73,21 @@ def process_server_cpu_seconds() -> float:
 
     pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        fields = proc_stat_fields(pid)
         ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
         return ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+def proc_stat_fields(pid: int | str | None = "self") -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name: index 0 is field 3
+    (state), index 11 field 14 (utime), index 19 field 22 (starttime).
+
+    Raises:
+        OSError: where the file cannot be read (no such process, no ``/proc``).
+    """
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
 
 
 def parent_state() -> tuple[str, dict[str, str]]:

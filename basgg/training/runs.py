@@ -14,7 +14,6 @@ and predicate hierarchy).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
@@ -35,7 +34,7 @@ from basgg.models import SceneGraphModel, build_model, uses_detector
 from basgg.models.concurrent_branches import enable_concurrent_branches
 from basgg.output_lock import holding_output_dir, output_lock
 from basgg.structures import Mode
-from basgg.threads import apply_threads, available_cpus, is_automatic
+from basgg.threads import apply_threads, is_automatic
 from basgg.training.caches import SplitData, prepare_split
 from basgg.training.checkpoint import (
     BEST_CHECKPOINT,
@@ -154,22 +153,20 @@ def single_thread_over_cache(
     They are hundreds of small operations, where a second thread costs more in
     synchronisation than it saves: the demo's Motifs step took 107 ms with 2 threads and
     55 ms with one (docs/speed.md). Two independent parts of the step, each on a thread of
-    its own, do pay (:mod:`basgg.models.concurrent_branches`): with at least two usable
-    cores per process of this run, they are turned on. Feature extraction, before, keeps
-    every thread; more cores pay through more processes (``basgg train --nproc``). A count
-    set by ``NUM_THREADS``, ``BASGG_NUM_THREADS`` or ``OMP_NUM_THREADS`` is kept (and no
-    branch runs concurrently), and so are the threads of online features or detector caches
-    (convolutions in every step).
+    its own, do pay (:mod:`basgg.models.concurrent_branches`): they are turned on here,
+    where the automatic count gave this process at least two cores. Feature extraction,
+    before, keeps every thread; more cores pay through more processes (``basgg train
+    --nproc``). A count set by ``NUM_THREADS``, ``BASGG_NUM_THREADS`` or
+    ``OMP_NUM_THREADS`` is kept (and no branch runs concurrently), and so are the threads
+    of online features or detector caches (convolutions in every step).
     """
     if not is_automatic(threads_source) or not isinstance(split.features, FeatureCache):
         return
     if context.device.type != "cpu" or torch.get_num_threads() == 1:
         return
     torch.set_num_threads(1)
-    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", context.world_size))
-    concurrent = model is not None and available_cpus() >= 2 * max(1, local_processes)
-    if concurrent:
-        concurrent = enable_concurrent_branches(model) > 0
+    # the automatic count was this process's share of the cores (>= 2 here): one goes idle
+    concurrent = model is not None and enable_concurrent_branches(model) > 0
     if context.is_main and announce:
         branches = ", LSTM directions on 2 threads" if concurrent else ""
         print(
